@@ -1,0 +1,1 @@
+"""Engine room: errors, model resolution, configuration, readers, chunkers, tokenizers."""

@@ -1,0 +1,1 @@
+"""Encoders: dense bi-encoder (and, later, ColBERT token encoder and the TempScale attention patch)."""
