@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,11 +109,7 @@ class DenseEncoder:
     @property
     def model(self) -> Any:
         if self._model is None:
-            from sentence_transformers import SentenceTransformer
-
-            self._model = SentenceTransformer(resolve_model(self.model_name), device=self.device)
-            if self.max_length is not None:
-                self._model.max_seq_length = self.max_length
+            self._model = load_sentence_transformer(self.model_name, self.device, self.max_length)
         return self._model
 
     @property
@@ -144,6 +141,17 @@ class DenseEncoder:
             show_progress_bar=self.progress if progress is None else progress,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def load_sentence_transformer(name: str, device: str = "cpu", max_length: int | None = None) -> Any:
+    """Load a model once per process: a query encoder and a retriever checking its fingerprint share it."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(resolve_model(name), device=device)
+    if max_length is not None:
+        model.max_seq_length = max_length
+    return model
 
 
 def _pooling_mode(model: Any) -> str:

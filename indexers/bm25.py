@@ -1,0 +1,255 @@
+"""BM25 index through ``bm25s``: sparse precomputed scores, tokenized with stopwords and a Snowball stemmer.
+
+Each document is indexed as ``title + " " + content`` when its meta has a ``title`` (BEIR convention).
+
+On disk (see :mod:`indexers.manifest`)::
+
+    manifest.json     format version, index type "bm25", parameters, counts, checksums
+    bm25s/            bm25s.BM25.save output: score matrix as .npy (saved and loaded with allow_pickle=False),
+                      vocabulary and bm25s parameters as JSON
+    documents.jsonl   documents in index order
+
+``bm25s`` indexes are static (document frequencies are baked into every score), so ``add`` and ``delete``
+re-index the stored documents.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import numpy as np
+import Stemmer
+from haystack import Document
+
+from indexers.docstore import DOCUMENTS_FILE, DocStore, id_list
+from indexers.manifest import REBUILD_HINT, read_manifest, verify_checksums, write_index_atomically
+from rag.core.errors import ConfigError, IndexCorruptError
+from rag.encoders.dense import join_title
+
+BM25S_DIR = "bm25s"
+DEFAULT_PARAMS: dict[str, Any] = {
+    "k1": 1.5,
+    "b": 0.75,
+    "method": "lucene",
+    "stopwords": "en",
+    "stemmer": "english",
+}
+METHODS = ("robertson", "lucene", "atire", "bm25l", "bm25+")
+
+
+def bm25_text(doc: Document) -> str:
+    """The text BM25 indexes for a document: its title (if any) and content, joined by one space."""
+    title = (doc.meta or {}).get("title")
+    return join_title(str(title) if title is not None else None, doc.content or "")
+
+
+def resolve_params(params: dict[str, Any] | None) -> dict[str, Any]:
+    """Defaults filled in and every value checked; the result is what the manifest records.
+
+    ``stopwords``: a bm25s language name or code (``"en"``, ``"english"``, ``"de"``, ...), a list of words,
+    or ``None``. ``stemmer``: a PyStemmer language (``Stemmer.algorithms()``) or ``None``. ``method``: one
+    of ``robertson``, ``lucene``, ``atire``, ``bm25l``, ``bm25+`` (the last two also take ``delta``).
+    """
+    if params is not None and not isinstance(params, dict):
+        raise ConfigError(f"bm25 index params must be a mapping, got {type(params).__name__}")
+    allowed = {*DEFAULT_PARAMS, "delta"}
+    unknown = sorted(set(params or {}) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown bm25 index parameter(s) {unknown}; allowed: {sorted(allowed)}")
+    merged = {**DEFAULT_PARAMS, **(params or {})}
+    for key in ("k1", "b", "delta"):
+        if key in merged:
+            value = merged[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(f"bm25 parameter {key!r} must be a non-negative number, got {value!r}")
+            merged[key] = float(value)
+    if merged["b"] > 1:
+        raise ConfigError(f"bm25 parameter 'b' must be between 0 and 1, got {merged['b']}")
+    if merged["method"] not in METHODS:
+        raise ConfigError(f"bm25 parameter 'method' must be one of {list(METHODS)}, got {merged['method']!r}")
+    stopwords = merged["stopwords"]
+    if isinstance(stopwords, list | tuple):
+        if not all(isinstance(w, str) for w in stopwords):
+            raise ConfigError("bm25 parameter 'stopwords' must be a language name or a list of strings")
+        merged["stopwords"] = list(stopwords)
+    elif stopwords is not None:
+        try:
+            bm25s.tokenize(["probe"], stopwords=stopwords, show_progress=False)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"bm25 parameter 'stopwords' {stopwords!r} is not a language bm25s knows ({exc}); use e.g. "
+                f"'en', 'de', 'fr', a list of words, or null"
+            ) from exc
+    stemmer = merged["stemmer"]
+    if stemmer is not None and stemmer not in Stemmer.algorithms():
+        raise ConfigError(
+            f"bm25 parameter 'stemmer' must be null or one of {Stemmer.algorithms()}, got {stemmer!r}"
+        )
+    return merged
+
+
+class BM25Index:
+    """Documents scored by BM25 (``bm25s``), with the same shape as :class:`~indexers.dense.DenseIndex`.
+
+    >>> from haystack import Document
+    >>> docs = [Document(id="a", content="cats purr"), Document(id="b", content="dogs bark")]
+    >>> index = BM25Index.build(docs)
+    >>> [doc_id for doc_id, _ in index.search(["a barking dog"], top_k=5)[0]]
+    ['b']
+    """
+
+    index_type = "bm25"
+
+    def __init__(self, params: dict[str, Any], docstore: DocStore, retriever: Any | None = None) -> None:
+        self.params = params
+        self._docstore = docstore
+        self._stemmer = Stemmer.Stemmer(params["stemmer"]) if params["stemmer"] else None
+        self._bm25 = retriever if retriever is not None else self._index_documents()
+
+    @classmethod
+    def build(cls, documents: Sequence[Document], params: dict[str, Any] | None = None) -> BM25Index:
+        """Index ``documents``; duplicate ids raise :class:`ConfigError`."""
+        return cls(resolve_params(params), DocStore(documents))
+
+    def add(self, documents: Sequence[Document]) -> None:
+        """Append documents and re-index (bm25s scores depend on the whole corpus)."""
+        self._docstore.check_new_ids(documents)
+        if not documents:
+            return
+        self._docstore.add(documents)
+        self._bm25 = self._index_documents()
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Remove documents and re-index; unknown ids raise ``UnknownDocumentError`` and nothing changes."""
+        wanted = id_list(ids)
+        removed = len(self._docstore.delete(wanted))
+        if removed:
+            self._bm25 = self._index_documents()
+        return removed
+
+    def search(self, queries: Sequence[str], top_k: int) -> list[list[tuple[str, float]]]:
+        """For each query, up to ``top_k`` ``(document id, BM25 score)`` pairs, best first.
+
+        Only documents that contain at least one query term are returned; ties keep index order.
+        """
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
+            raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
+        if isinstance(queries, str):
+            raise ConfigError(f"queries must be a list of strings, got the string {queries!r}; wrap it in []")
+        queries = list(queries)
+        if not all(isinstance(q, str) for q in queries):
+            raise ConfigError("queries must be a list of strings")
+        if self._bm25 is None or not queries:
+            return [[] for _ in queries]
+        tokenized = self._tokenize(queries, return_ids=False)
+        ids = self._docstore.ids
+        indptr, indices = self._bm25.scores["indptr"], self._bm25.scores["indices"]
+        results: list[list[tuple[str, float]]] = []
+        for tokens in tokenized:
+            token_ids = self._bm25.get_tokens_ids(tokens)
+            if not token_ids:
+                results.append([])
+                continue
+            scores = self._bm25.get_scores_from_ids(token_ids)
+            matched = np.unique(np.concatenate([indices[indptr[t] : indptr[t + 1]] for t in token_ids]))
+            order = matched[np.lexsort((matched, -scores[matched]))][:top_k]
+            results.append([(ids[row], float(scores[row])) for row in order])
+        return results
+
+    def get(self, ids: Sequence[str]) -> list[Document]:
+        """Copies of the stored documents, in the order asked; unknown ids raise ``UnknownDocumentError``."""
+        return self._docstore.get(ids)
+
+    @property
+    def ids(self) -> list[str]:
+        """Document ids in index order."""
+        return self._docstore.ids
+
+    def __len__(self) -> int:
+        return len(self._docstore)
+
+    def __repr__(self) -> str:
+        return f"BM25Index(documents={len(self)}, method={self.params['method']!r})"
+
+    # ---------------------------------------------------------------- persistence
+
+    def save(self, path: str | Path) -> None:
+        """Write the index folder atomically (an existing index at ``path`` is replaced)."""
+
+        def write_files(folder: Path) -> dict[str, Any]:
+            self._docstore.save(folder / DOCUMENTS_FILE)
+            vocabulary = 0
+            if self._bm25 is not None:
+                # allow_pickle=False makes np.save refuse object arrays: nothing bm25s writes is a pickle.
+                self._bm25.save(folder / BM25S_DIR, allow_pickle=False, show_progress=False)
+                vocabulary = len(self._bm25.vocab_dict)
+            return {
+                "kind": "sparse",
+                "index_type": self.index_type,
+                "params": dict(self.params),
+                "counts": {"documents": len(self), "vocabulary": vocabulary},
+                "bm25s_version": bm25s.__version__,
+            }
+
+        write_index_atomically(path, write_files)
+
+    @classmethod
+    def load(cls, path: str | Path) -> BM25Index:
+        """Read a BM25 index folder, verifying checksums; :class:`IndexCorruptError` names a bad file."""
+        folder = Path(path)
+        manifest = read_manifest(folder)
+        if manifest["index_type"] != cls.index_type:
+            raise ConfigError(
+                f"{folder} holds a {manifest['index_type']!r} index, not bm25; "
+                f"open it with indexers.load_index()"
+            )
+        verify_checksums(folder, manifest)
+        try:
+            params = resolve_params(manifest.get("params"))
+        except ConfigError as exc:
+            raise IndexCorruptError(f"{folder}/manifest.json: {exc}. {REBUILD_HINT}") from exc
+        docstore = DocStore.load(folder / DOCUMENTS_FILE)
+        retriever = _load_bm25s(folder / BM25S_DIR) if len(docstore) else None
+        if retriever is not None and retriever.scores["num_docs"] != len(docstore):
+            raise IndexCorruptError(
+                f"index at {folder} is inconsistent: {retriever.scores['num_docs']} scored documents, "
+                f"{len(docstore)} in {DOCUMENTS_FILE}. {REBUILD_HINT}"
+            )
+        return cls(params, docstore, retriever)
+
+    # ---------------------------------------------------------------- internals
+
+    def _tokenize(self, texts: list[str], return_ids: bool) -> Any:
+        stopwords = self.params["stopwords"]
+        return bm25s.tokenize(
+            texts,
+            stopwords=stopwords if stopwords is not None else [],
+            stemmer=self._stemmer,
+            return_ids=return_ids,
+            show_progress=False,
+        )
+
+    def _index_documents(self) -> Any | None:
+        if not len(self._docstore):
+            return None
+        options = {k: self.params[k] for k in ("k1", "b", "method", "delta") if k in self.params}
+        retriever = bm25s.BM25(**options)
+        tokens = self._tokenize([bm25_text(doc) for doc in self._docstore], return_ids=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # bm25s warns about empty documents; they simply never match
+            retriever.index(tokens, show_progress=False)
+        return retriever
+
+
+def _load_bm25s(folder: Path) -> Any:
+    try:
+        return bm25s.BM25.load(folder, load_corpus=False, mmap=False, allow_pickle=False, show_progress=False)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise IndexCorruptError(
+            f"index files in {folder} cannot be read by bm25s ({exc}). {REBUILD_HINT}"
+        ) from exc
