@@ -18,6 +18,11 @@ _LAZY = {
     "BM25Retriever": "rag.retrievers.bm25",
     "HybridRetriever": "rag.retrievers.hybrid",
     "build_pipeline": "rag.pipelines",
+    "build_bundle": "rag.pipelines",
+    "retrieve": "rag.pipelines",
+    "load_pipeline": "rag.pipelines",
+    "save_pipeline": "rag.pipelines",
+    "RagConfig": "rag.core.config",
     "load_config": "rag.core.config",
 }
 

@@ -108,7 +108,9 @@ class RagConfig:
         if self.retrieval.top_k <= 0:
             raise ConfigError(f"{source}: retrieval.top_k must be positive, got {self.retrieval.top_k}")
         if self.retrieval.candidates <= 0:
-            raise ConfigError(f"{source}: retrieval.candidates must be positive, got {self.retrieval.candidates}")
+            raise ConfigError(
+                f"{source}: retrieval.candidates must be positive, got {self.retrieval.candidates}"
+            )
         if self.encoder.batch_size <= 0:
             raise ConfigError(f"{source}: encoder.batch_size must be positive, got {self.encoder.batch_size}")
 
@@ -124,7 +126,9 @@ def _check_keys(data: dict[str, Any], cls: type, source: str) -> None:
     allowed = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
 
 
 def load_config(path: str | Path) -> RagConfig:

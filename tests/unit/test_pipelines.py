@@ -1,0 +1,87 @@
+"""Pipelines end to end on a tiny corpus with a tiny random encoder (weights do not matter here)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag.core.config import RagConfig
+from rag.core.errors import ConfigError, EncoderMismatchError
+from rag.pipelines import (
+    build_bundle,
+    build_pipeline,
+    load_pipeline,
+    read_build_summary,
+    retrieve,
+    save_pipeline,
+)
+
+TEXTS = {
+    "a": "Bread dough rises because yeast ferments sugar into carbon dioxide.",
+    "b": "Tides come from the moon's gravity pulling on the oceans.",
+    "c": "Honey bees swarm to find a new nest when the colony grows.",
+    "d": "Solar panels turn sunlight into electricity with silicon cells.",
+}
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("\n".join(json.dumps({"id": k, "text": v, "title": k.upper()}) for k, v in TEXTS.items()))
+    return path
+
+
+def config_for(mode: str, model: str, **chunking) -> RagConfig:
+    return RagConfig.from_dict(
+        {
+            "name": mode,
+            "encoder": {"model": model},
+            "retrieval": {"mode": mode, "top_k": 3, "candidates": 4},
+            "chunking": chunking or {"method": "none"},
+        }
+    )
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_build_query_and_yaml_round_trip(tmp_path, corpus, tiny_model_dir, mode):
+    config = config_for(mode, str(tiny_model_dir))
+    summary = build_bundle(config, corpus, tmp_path / "idx", progress=False)
+    assert (summary.documents, summary.chunks) == (4, 4)
+    assert read_build_summary(tmp_path / "idx") == summary
+    pipe = build_pipeline(None, tmp_path / "idx")
+    docs = retrieve(pipe, "yeast makes dough rise", top_k=2)
+    # BM25 returns only documents sharing a term with the query; the others always fill top_k.
+    assert len(docs) == (1 if mode == "bm25" else 2) and all(d.id in TEXTS for d in docs)
+    assert all(a.score >= b.score for a, b in zip(docs, docs[1:], strict=False))
+    if mode == "bm25":
+        assert docs[0].id == "a"
+    save_pipeline(pipe, tmp_path / "pipe.yaml")
+    reloaded = load_pipeline(tmp_path / "pipe.yaml")
+    assert [d.id for d in retrieve(reloaded, "yeast makes dough rise", top_k=2)] == [d.id for d in docs]
+
+
+def test_bad_queries_are_clear_errors(tmp_path, corpus, tiny_model_dir):
+    build_bundle(config_for("bm25", str(tiny_model_dir)), corpus, tmp_path / "idx", progress=False)
+    pipe = build_pipeline(None, tmp_path / "idx")
+    with pytest.raises(ConfigError, match="non-empty string"):
+        retrieve(pipe, "   ")
+    with pytest.raises(ConfigError, match="top_k must be a positive integer"):
+        retrieve(pipe, "bees", top_k=0)
+
+
+def test_query_encoder_must_match_index(tmp_path, corpus, tiny_model_dir):
+    build_bundle(config_for("dense", str(tiny_model_dir)), corpus, tmp_path / "idx", progress=False)
+    other = RagConfig.from_dict({"encoder": {"model": str(tiny_model_dir), "normalize": False}})
+    pipe = build_pipeline(other, tmp_path / "idx")
+    with pytest.raises(EncoderMismatchError, match="normalize: index has True, encoder has False"):
+        pipe.warm_up()
+
+
+def test_chunked_bundle_keeps_offsets(tmp_path, corpus, tiny_model_dir):
+    config = config_for("bm25", str(tiny_model_dir), method="fixed", size=5, overlap=2, tokenizer="words")
+    summary = build_bundle(config, corpus, tmp_path / "idx", progress=False)
+    assert summary.chunks > summary.documents
+    for doc in retrieve(build_pipeline(None, tmp_path / "idx"), "moon gravity oceans", top_k=3):
+        source = TEXTS[doc.meta["source_id"]]
+        assert source[doc.meta["start"] : doc.meta["end"]] == doc.content
