@@ -103,6 +103,37 @@ def query(
     print_ranking(text, documents, time.perf_counter() - started, snippet)
 
 
+@app.command()
+@friendly_errors
+def add(
+    index: Annotated[Path, typer.Option(help="Index bundle written by `rag index`")],
+    corpus: Annotated[Path, typer.Option(help="Documents to add (same formats as `rag index`)")],
+    progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
+) -> None:
+    """Add documents to an existing index bundle (chunked and encoded as the bundle was built)."""
+    from rag.pipelines import add_to_bundle
+
+    summary = add_to_bundle(index, corpus, progress=progress)
+    console.print(f"added {summary.documents} documents ({summary.chunks} chunks) in {summary.seconds:.1f} s")
+    for reason, count in sorted(summary.skipped.items()):
+        console.print(f"skipped ({reason}): {count}")
+    for warning in summary.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@friendly_errors
+def delete(
+    ids: Annotated[list[str], typer.Argument(help="Document ids (all their chunks go) or chunk ids")],
+    index: Annotated[Path, typer.Option(help="Index bundle written by `rag index`")],
+) -> None:
+    """Delete documents by id from an index bundle."""
+    from rag.pipelines import delete_from_bundle
+
+    removed = delete_from_bundle(index, ids)
+    console.print(f"deleted {removed} chunks")
+
+
 def print_ranking(text: str, documents: list[Any], seconds: float, snippet: int = 200) -> None:
     table = Table(title=f"{text!r}  ({seconds * 1000:.0f} ms)", show_lines=False)
     table.add_column("#", justify="right")

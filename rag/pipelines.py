@@ -12,13 +12,15 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from haystack import Document, Pipeline
 
-from indexers import build_index, directory_size
+from indexers import build_index, directory_size, load_index
+from indexers.build import encode_chunks
 from rag.core.chunking import chunk_documents, make_chunker
 from rag.core.config import RagConfig, load_config
 from rag.core.errors import ConfigError, IndexCorruptError
@@ -131,6 +133,85 @@ def _swap_into_place(staging: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         staging.rename(out)
+
+
+def _bundle_sides(index_dir: Path, config: RagConfig) -> list[str]:
+    return [side for side, needed in (("dense", config.needs_dense), ("bm25", config.needs_bm25)) if needed]
+
+
+def _update_build_counts(index_dir: Path, documents_delta: int, chunks: int) -> None:
+    summary = read_build_summary(index_dir)
+    if summary is not None:
+        summary.documents += documents_delta
+        summary.chunks = chunks
+        summary.bytes_on_disk = directory_size(index_dir)
+        (index_dir / BUILD_SUMMARY).write_text(
+            json.dumps(dataclasses.asdict(summary), indent=2), encoding="utf-8"
+        )
+
+
+def add_to_bundle(index_dir: str | Path, corpus: str | Path, progress: bool = True) -> BundleSummary:
+    """Add the documents of ``corpus`` to an existing bundle, chunked and encoded as the bundle was built.
+
+    Ids already in the bundle are refused (delete them first). Each index is saved atomically.
+    """
+    started = time.perf_counter()
+    index_dir = Path(index_dir)
+    config = load_bundle_config(index_dir)
+    report = read_corpus(corpus)
+    chunks = chunk_documents(report.documents, make_chunker(config.chunking))
+    total = 0
+    for side in _bundle_sides(index_dir, config):
+        if side == "dense":
+            encoder = DenseEncoder(**encoder_settings(config))
+            index: Any = load_index(index_dir / side, encoder.fingerprint)
+            index.add(chunks, encode_chunks(encoder, chunks, progress=progress))
+        else:
+            index = load_index(index_dir / side)
+            index.add(chunks)
+        index.save(index_dir / side)
+        total = len(index)
+    _update_build_counts(index_dir, len(report.documents), total)
+    return BundleSummary(
+        path=str(index_dir),
+        documents=len(report.documents),
+        chunks=len(chunks),
+        seconds=time.perf_counter() - started,
+        bytes_on_disk=directory_size(index_dir),
+        indexes=_bundle_sides(index_dir, config),
+        skipped=dict(report.skipped),
+        warnings=list(report.warnings),
+    )
+
+
+def delete_from_bundle(index_dir: str | Path, ids: Sequence[str]) -> int:
+    """Delete documents by id from every index of a bundle; returns the number of chunks removed.
+
+    An id names a document (all of its chunks go) or a single chunk. Unknown ids are refused, naming them,
+    before anything is deleted.
+    """
+    index_dir = Path(index_dir)
+    config = load_bundle_config(index_dir)
+    wanted = set(ids)
+    removed = remaining = documents_removed = 0
+    for side in _bundle_sides(index_dir, config):
+        index: Any = load_index(index_dir / side)
+        stored = index.get(index.ids)
+        doomed = [d.id for d in stored if d.id in wanted or d.meta.get("source_id") in wanted]
+        found = {d.id for d in stored if d.id in wanted} | {
+            str(d.meta["source_id"]) for d in stored if d.meta.get("source_id") in wanted
+        }
+        unknown = sorted(wanted - found)
+        if unknown:
+            raise ConfigError(f"{index_dir / side}: no document or chunk with id(s) {', '.join(unknown)}")
+        removed = index.delete(doomed)
+        index.save(index_dir / side)
+        remaining = len(index)
+        sources_before = {str(d.meta.get("source_id", d.id)) for d in stored}
+        sources_after = {str(d.meta.get("source_id", d.id)) for d in index.get(index.ids)}
+        documents_removed = len(sources_before - sources_after)
+    _update_build_counts(index_dir, -documents_removed, remaining)
+    return removed
 
 
 def load_bundle_config(index_dir: str | Path) -> RagConfig:

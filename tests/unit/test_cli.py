@@ -56,6 +56,14 @@ def test_index_query_eval(tmp_path, tiny_model_dir):
     result = runner.invoke(app, ["query", "--index", str(tmp_path / "idx"), "--top-k", "1", "yeast dough"])
     assert result.exit_code == 0, result.output
     assert "d1" in result.output
+    more = tmp_path / "more.jsonl"
+    more.write_text(json.dumps({"id": "d9", "text": "Volcanoes erupt molten rock."}))
+    result = runner.invoke(
+        app, ["add", "--index", str(tmp_path / "idx"), "--corpus", str(more), "--no-progress"]
+    )
+    assert result.exit_code == 0 and "added 1 documents" in result.output, result.output
+    result = runner.invoke(app, ["delete", "--index", str(tmp_path / "idx"), "d9"])
+    assert result.exit_code == 0 and "deleted 1 chunks" in result.output, result.output
     out = tmp_path / "report"
     result = runner.invoke(
         app,

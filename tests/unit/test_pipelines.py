@@ -9,8 +9,10 @@ import pytest
 from rag.core.config import RagConfig
 from rag.core.errors import ConfigError, EncoderMismatchError
 from rag.pipelines import (
+    add_to_bundle,
     build_bundle,
     build_pipeline,
+    delete_from_bundle,
     load_pipeline,
     read_build_summary,
     retrieve,
@@ -85,3 +87,23 @@ def test_chunked_bundle_keeps_offsets(tmp_path, corpus, tiny_model_dir):
     for doc in retrieve(build_pipeline(None, tmp_path / "idx"), "moon gravity oceans", top_k=3):
         source = TEXTS[doc.meta["source_id"]]
         assert source[doc.meta["start"] : doc.meta["end"]] == doc.content
+
+
+@pytest.mark.parametrize("mode", ["hybrid"])
+def test_add_and_delete_persist_in_every_index(tmp_path, corpus, tiny_model_dir, mode):
+    build_bundle(config_for(mode, str(tiny_model_dir)), corpus, tmp_path / "idx", progress=False)
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps({"id": "e", "text": "Volcanoes erupt when magma rises through the crust."}))
+    add_to_bundle(tmp_path / "idx", extra, progress=False)
+    assert read_build_summary(tmp_path / "idx").documents == 5
+    with pytest.raises(ConfigError, match="already in the index"):
+        add_to_bundle(tmp_path / "idx", extra, progress=False)
+    found = retrieve(build_pipeline(None, tmp_path / "idx"), "magma volcanoes erupt", top_k=5)
+    assert "e" in {d.id for d in found}
+
+    assert delete_from_bundle(tmp_path / "idx", ["a", "e"]) == 2
+    with pytest.raises(ConfigError, match="no document or chunk with id"):
+        delete_from_bundle(tmp_path / "idx", ["a"])
+    ids = {d.id for d in retrieve(build_pipeline(None, tmp_path / "idx"), "yeast dough magma", top_k=10)}
+    assert ids == {"b", "c", "d"}
+    assert read_build_summary(tmp_path / "idx").documents == 3
