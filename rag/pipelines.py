@@ -27,7 +27,7 @@ from rag.core.errors import ConfigError, IndexCorruptError
 from rag.core.readers import read_corpus
 from rag.core.validation import check_query, check_top_k
 from rag.encoders.components import QueryEncoder
-from rag.encoders.dense import DenseEncoder
+from rag.encoders.dense import DenseEncoder, join_title
 from rag.retrievers.bm25 import BM25Retriever
 from rag.retrievers.dense import DenseRetriever
 from rag.retrievers.hybrid import HybridRetriever
@@ -75,8 +75,18 @@ def build_bundle(
     staging.mkdir()
     try:
         built = []
+        warnings = list(report.warnings)
         if config.needs_dense:
             encoder = DenseEncoder(**encoder_settings(config))
+            # Rule: text beyond the encoder's max length is truncated for embedding (MTEB / BEIR convention),
+            # never silently: the summary says how many chunks were cut, and how to keep all text.
+            cut = encoder.count_truncated([join_title(c.meta.get("title"), c.content or "") for c in chunks])
+            if cut:
+                warnings.append(
+                    f"{cut} of {len(chunks)} chunks are longer than the encoder's {encoder.fingerprint.max_length}"
+                    "-token limit and were truncated for the dense index; set chunking (e.g. method: recursive,"
+                    " size: 200) to embed all of their text"
+                )
             build_index(
                 chunks,
                 staging / "dense",
@@ -106,7 +116,7 @@ def build_bundle(
             bytes_on_disk=directory_size(staging),
             indexes=built,
             skipped=dict(report.skipped),
-            warnings=list(report.warnings),
+            warnings=warnings,
         )
         (staging / BUILD_SUMMARY).write_text(
             json.dumps(dataclasses.asdict(summary), indent=2), encoding="utf-8"

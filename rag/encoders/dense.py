@@ -124,6 +124,17 @@ class DenseEncoder:
             tempscale_tau=None,
         )
 
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        """How many document texts are longer than the model's max length and get cut when embedded."""
+        limit = int(self.model.max_seq_length)
+        lengths = self.model.tokenizer(
+            [self.document_prefix + t for t in texts],
+            add_special_tokens=True,
+            truncation=False,
+            return_length=True,
+        )["length"]
+        return sum(1 for n in lengths if n > limit)
+
     def encode_documents(self, texts: Sequence[str], progress: bool | None = None) -> np.ndarray:
         return self._encode([self.document_prefix + t for t in texts], progress)
 

@@ -107,3 +107,12 @@ def test_add_and_delete_persist_in_every_index(tmp_path, corpus, tiny_model_dir,
     ids = {d.id for d in retrieve(build_pipeline(None, tmp_path / "idx"), "yeast dough magma", top_k=10)}
     assert ids == {"b", "c", "d"}
     assert read_build_summary(tmp_path / "idx").documents == 3
+
+
+def test_truncation_by_the_encoder_is_reported(tmp_path, tiny_model_dir):
+    path = tmp_path / "long.jsonl"
+    path.write_text(
+        json.dumps({"id": "long", "text": "word " * 400}) + "\n" + json.dumps({"id": "short", "text": "tiny"})
+    )
+    summary = build_bundle(config_for("dense", str(tiny_model_dir)), path, tmp_path / "idx", progress=False)
+    assert any("1 of 2 chunks are longer than the encoder's 128-token limit" in w for w in summary.warnings)
