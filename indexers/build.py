@@ -21,6 +21,7 @@ from indexers.dense import resolve_params as resolve_dense_params
 from indexers.docstore import DocStore
 from indexers.manifest import check_index_target, read_manifest
 from rag.core.errors import ConfigError
+from rag.encoders.cache import cached_embeddings
 from rag.encoders.dense import DenseEncoder, EncoderFingerprint, join_title
 
 INDEX_TYPES = (*DENSE_TYPES, "bm25")
@@ -55,12 +56,14 @@ def build_index(
     encoder: DenseEncoder | None = None,
     progress: bool = True,
     documents: int | None = None,
+    embedding_cache: str | Path | None = None,
 ) -> BuildSummary:
     """Index ``chunks`` and save the folder ``out`` atomically (an index already there is replaced).
 
     Dense types (``flat``, ``hnsw``, ``ivfpq``) encode ``join_title(meta["title"], content)`` with
     ``encoder``; ``bm25`` needs no encoder. Chunks without text are skipped and counted. Parameters and
-    ids are checked before any encoding, so a bad config fails fast.
+    ids are checked before any encoding, so a bad config fails fast. ``embedding_cache``: a folder where
+    vectors are kept between builds (see :mod:`rag.encoders.cache`).
     """
     start = time.perf_counter()
     kind = _index_kind(index_type)
@@ -83,7 +86,7 @@ def build_index(
             )
         fingerprint = encoder.fingerprint
         resolved = resolve_dense_params(kind, params, len(kept), fingerprint.dimension)
-        vectors = encode_chunks(encoder, kept, fingerprint, progress=progress)
+        vectors = encode_chunks(encoder, kept, fingerprint, progress=progress, cache_dir=embedding_cache)
         index = DenseIndex.build(kept, vectors, fingerprint, kind, resolved)
     index.save(out)
     return BuildSummary(
@@ -102,10 +105,25 @@ def encode_chunks(
     chunks: Sequence[Document],
     fingerprint: EncoderFingerprint | None = None,
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> np.ndarray:
-    """Document vectors of ``join_title(meta["title"], content)`` for each chunk, with a progress bar."""
-    dimension = (fingerprint or encoder.fingerprint).dimension
+    """Document vectors of ``join_title(meta["title"], content)`` for each chunk, with a progress bar.
+
+    With ``cache_dir``, vectors computed before for the same texts and encoder are read back instead.
+    """
     texts = [join_title(_title(chunk), chunk.content or "") for chunk in chunks]
+    return cached_embeddings(
+        cache_dir,
+        encoder,
+        texts,
+        lambda: _encode(encoder, texts, (fingerprint or encoder.fingerprint), progress),
+    )
+
+
+def _encode(
+    encoder: DenseEncoder, texts: list[str], fingerprint: EncoderFingerprint, progress: bool
+) -> np.ndarray:
+    dimension = fingerprint.dimension
     out = np.zeros((len(texts), dimension), dtype=np.float32)
     # Batches of several encoder batches: the bar moves often, and each call still fills the model's batch.
     step = max(1, encoder.batch_size) * 8

@@ -124,7 +124,7 @@ def ensure_bundle(
     summary = read_build_summary(path)
     if summary is not None:
         return path, summary.seconds, True
-    summary = build_bundle(config, corpus, path, progress=progress)
+    summary = build_bundle(config, corpus, path, progress=progress, embedding_cache=cache_dir / "embeddings")
     return path, summary.seconds, False
 
 

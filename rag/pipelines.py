@@ -56,12 +56,17 @@ def encoder_settings(config: RagConfig) -> dict[str, Any]:
 
 
 def build_bundle(
-    config: RagConfig, corpus: str | Path, out: str | Path, progress: bool = True
+    config: RagConfig,
+    corpus: str | Path,
+    out: str | Path,
+    progress: bool = True,
+    embedding_cache: str | Path | None = None,
 ) -> BundleSummary:
     """Read ``corpus``, chunk it as configured, build every index the retrieval mode needs into ``out``.
 
     The bundle is assembled in a temporary sibling folder and renamed into place at the end, so an
-    interrupted build never replaces a good bundle with half of one.
+    interrupted build never replaces a good bundle with half of one. ``embedding_cache``: a folder that
+    keeps document vectors between builds (see :mod:`rag.encoders.cache`).
     """
     started = time.perf_counter()
     out = Path(out)
@@ -82,10 +87,11 @@ def build_bundle(
             # never silently: the summary says how many chunks were cut, and how to keep all text.
             cut = encoder.count_truncated([join_title(c.meta.get("title"), c.content or "") for c in chunks])
             if cut:
+                limit = encoder.fingerprint.max_length
                 warnings.append(
-                    f"{cut} of {len(chunks)} chunks are longer than the encoder's {encoder.fingerprint.max_length}"
-                    "-token limit and were truncated for the dense index; set chunking (e.g. method: recursive,"
-                    " size: 200) to embed all of their text"
+                    f"{cut} of {len(chunks)} chunks are longer than the encoder's {limit}-token limit "
+                    "and were truncated for the dense index; set chunking (e.g. method: recursive, "
+                    "size: 200) to embed all of their text"
                 )
             build_index(
                 chunks,
@@ -95,6 +101,7 @@ def build_bundle(
                 encoder=encoder,
                 progress=progress,
                 documents=len(report.documents),
+                embedding_cache=embedding_cache,
             )
             built.append("dense")
         if config.needs_bm25:
