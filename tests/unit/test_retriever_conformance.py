@@ -1,0 +1,78 @@
+"""One contract for every retriever component: what a user can rely on when swapping one for another."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from haystack import Document
+from haystack.core.serialization import component_from_dict, component_to_dict
+
+from rag.core.config import RagConfig
+from rag.core.errors import ConfigError
+from rag.encoders.components import QueryEncoder
+from rag.pipelines import build_bundle
+from rag.retrievers.bm25 import BM25Retriever
+from rag.retrievers.dense import DenseRetriever
+from rag.retrievers.hybrid import HybridRetriever
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, tiny_model_dir):
+    folder = tmp_path_factory.mktemp("conformance")
+    corpus = folder / "c.jsonl"
+    corpus.write_text(
+        "\n".join(json.dumps({"id": f"d{i}", "text": f"document {i} about topic {i % 3}"}) for i in range(12))
+    )
+    config = RagConfig.from_dict({"encoder": {"model": str(tiny_model_dir)}, "retrieval": {"mode": "hybrid"}})
+    build_bundle(config, corpus, folder / "idx", progress=False)
+    return folder / "idx", {"model": str(tiny_model_dir)}
+
+
+def make(kind, bundle):
+    path, encoder = bundle
+    if kind == "dense":
+        return DenseRetriever(str(path / "dense"), top_k=4, encoder=encoder)
+    if kind == "bm25":
+        return BM25Retriever(str(path / "bm25"), top_k=4)
+    return HybridRetriever(str(path / "dense"), str(path / "bm25"), top_k=4, candidates=8, encoder=encoder)
+
+
+def call(retriever, bundle, **kwargs):
+    query = "document about topic 1"
+    embedding = QueryEncoder(model=bundle[1]["model"]).run(query)["embedding"]
+    if isinstance(retriever, DenseRetriever):
+        return retriever.run(query_embedding=embedding, **kwargs)
+    if isinstance(retriever, BM25Retriever):
+        return retriever.run(query=query, **kwargs)
+    return retriever.run(query=query, query_embedding=embedding, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["dense", "bm25", "hybrid"])
+def test_retriever_contract(kind, bundle):
+    retriever = make(kind, bundle)
+    retriever.warm_up()
+    retriever.warm_up()  # idempotent
+    docs = call(retriever, bundle)["documents"]
+    assert 0 < len(docs) <= 4 and all(isinstance(d, Document) and d.score is not None for d in docs)
+    assert [d.score for d in docs] == sorted((d.score for d in docs), reverse=True)
+    assert len(call(retriever, bundle, top_k=2)["documents"]) <= 2  # per-call override
+    assert len(call(retriever, bundle)["documents"]) == len(docs)  # ... does not stick
+    with pytest.raises(ConfigError, match="top_k"):
+        call(retriever, bundle, top_k=0)
+    data = component_to_dict(retriever, "r")
+    clone = component_from_dict(type(retriever), data, "r")
+    assert component_to_dict(clone, "r") == data
+    assert [d.id for d in call(clone, bundle)["documents"]] == [d.id for d in docs]
+
+
+@pytest.mark.parametrize("kind", ["dense", "bm25", "hybrid"])
+def test_bad_construction_fails_early(kind, bundle):
+    path, encoder = bundle
+    with pytest.raises(ConfigError, match="top_k"):
+        if kind == "dense":
+            DenseRetriever(str(path / "dense"), top_k=-1)
+        elif kind == "bm25":
+            BM25Retriever(str(path / "bm25"), top_k=0)
+        else:
+            HybridRetriever(str(path / "dense"), str(path / "bm25"), top_k=0)
