@@ -127,7 +127,12 @@ class DenseEncoder:
     def count_truncated(self, texts: Sequence[str]) -> int:
         """How many document texts are longer than the model's max length and get cut when embedded."""
         limit = int(self.model.max_seq_length)
-        lengths = self.model.tokenizer(
+        tokenizer = self.model.tokenizer
+        # Measuring past the limit is the point here: mark transformers' one-time "longer than the maximum
+        # sequence length" warning as already shown, so it does not alarm users of `rag index`.
+        shown = getattr(tokenizer, "deprecation_warnings", {})
+        shown["sequence-length-is-longer-than-the-specified-maximum"] = True
+        lengths = tokenizer(
             [self.document_prefix + t for t in texts],
             add_special_tokens=True,
             truncation=False,
