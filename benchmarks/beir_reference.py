@@ -108,7 +108,7 @@ def main() -> None:
             f"{r['index_build_seconds']:.0f}",
             r["verdict"],
         )
-    Console().print(table)
+    Console(width=160).print(table)
     print(f"written to {args.out}")
 
 
