@@ -261,6 +261,11 @@ def quickstart(
     console.print(f"report written to {out / 'eval'}")
 
 
+from rag.cli_chunks import register as _register_chunks  # noqa: E402  (registers `rag eval-chunks`)
+
+_register_chunks(app)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
