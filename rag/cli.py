@@ -161,7 +161,11 @@ def _default_output() -> Path:
 def eval_command(
     config: Annotated[list[Path], typer.Option(help="Pipeline config YAML; repeat for several in one table")],
     dataset: Annotated[
-        Path, typer.Option(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
+        Path,
+        typer.Option(
+            help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), or a chunk-excerpt folder "
+            "(questions_df.csv, corpora/) for span metrics"
+        ),
     ],
     split: Annotated[str, typer.Option(help="qrels split to evaluate")] = "test",
     output: Annotated[
@@ -172,7 +176,8 @@ def eval_command(
     ),
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
-    """Evaluate one or more configs on a BEIR dataset: nDCG@10, MAP@100, MRR@10, Recall@10/100, speed."""
+    """Evaluate configs on a dataset: nDCG@10, MAP@100, MRR@10, Recall@10/100 on BEIR; recall, precision,
+    Precision-Omega and IoU of the retrieved spans on a chunk-excerpt set; queries per second, build time."""
     results = run_evaluations([load_config(c) for c in config], dataset, split, cache_dir, progress)
     output = output or _default_output()
     write_eval_outputs(results, output)
