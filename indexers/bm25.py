@@ -26,7 +26,7 @@ import numpy as np
 import Stemmer
 from haystack import Document
 
-from indexers.docstore import DOCUMENTS_FILE, DocStore, id_list
+from indexers.docstore import DOCUMENTS_FILE, DocStore, DocStoreBacked, id_list
 from indexers.manifest import REBUILD_HINT, read_manifest, verify_checksums, write_index_atomically
 from rag.core.errors import ConfigError, IndexCorruptError
 from rag.encoders.dense import join_title
@@ -93,7 +93,7 @@ def resolve_params(params: dict[str, Any] | None) -> dict[str, Any]:
     return merged
 
 
-class BM25Index:
+class BM25Index(DocStoreBacked):
     """Documents scored by BM25 (``bm25s``), with the same shape as :class:`~indexers.dense.DenseIndex`.
 
     >>> from haystack import Document
@@ -160,18 +160,6 @@ class BM25Index:
             order = matched[np.lexsort((matched, -scores[matched]))][:top_k]
             results.append([(ids[row], float(scores[row])) for row in order])
         return results
-
-    def get(self, ids: Sequence[str]) -> list[Document]:
-        """Copies of the stored documents, in the order asked; unknown ids raise ``UnknownDocumentError``."""
-        return self._docstore.get(ids)
-
-    @property
-    def ids(self) -> list[str]:
-        """Document ids in index order."""
-        return self._docstore.ids
-
-    def __len__(self) -> int:
-        return len(self._docstore)
 
     def __repr__(self) -> str:
         return f"BM25Index(documents={len(self)}, method={self.params['method']!r})"

@@ -26,7 +26,7 @@ import faiss
 import numpy as np
 from haystack import Document
 
-from indexers.docstore import DOCUMENTS_FILE, DocStore, id_list
+from indexers.docstore import DOCUMENTS_FILE, DocStore, DocStoreBacked, id_list
 from indexers.manifest import REBUILD_HINT, read_manifest, verify_checksums, write_index_atomically
 from rag.core.errors import ConfigError, EncoderMismatchError, IndexCorruptError, RagError
 from rag.encoders.dense import EncoderFingerprint
@@ -100,7 +100,7 @@ def resolve_params(
     return _check_values(kind, merged, dimension)
 
 
-class DenseIndex:
+class DenseIndex(DocStoreBacked):
     """Documents and their vectors in a FAISS index, searched by inner product.
 
     Build with :meth:`build` or read with :meth:`load`; the constructor is internal.
@@ -233,18 +233,6 @@ class DenseIndex:
                 ]
             )
         return results
-
-    def get(self, ids: Sequence[str]) -> list[Document]:
-        """Copies of the stored documents, in the order asked; unknown ids raise ``UnknownDocumentError``."""
-        return self._docstore.get(ids)
-
-    @property
-    def ids(self) -> list[str]:
-        """Document ids in index order."""
-        return self._docstore.ids
-
-    def __len__(self) -> int:
-        return len(self._docstore)
 
     def __repr__(self) -> str:
         return (

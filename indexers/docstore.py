@@ -198,3 +198,21 @@ def _normalized(doc: Document) -> Document:
 
 def _copy(doc: Document) -> Document:
     return Document(id=doc.id, content=doc.content, meta=copy.deepcopy(doc.meta))
+
+
+class DocStoreBacked:
+    """Document access shared by every index type: each keeps its documents in a :class:`DocStore`."""
+
+    _docstore: DocStore
+
+    def get(self, ids: Sequence[str]) -> list[Document]:
+        """Copies of the stored documents, in the order asked; unknown ids raise ``UnknownDocumentError``."""
+        return self._docstore.get(ids)
+
+    @property
+    def ids(self) -> list[str]:
+        """Document ids in index order."""
+        return self._docstore.ids
+
+    def __len__(self) -> int:
+        return len(self._docstore)
