@@ -16,10 +16,8 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from evaluation.datasets import load_chunk_eval
 from evaluation.plots import plot_query_distributions, plot_recall_vs_iou
@@ -29,33 +27,6 @@ from rag.core.models import DEFAULT_DENSE_MODEL
 from rag.encoders.dense import DenseEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# Chroma's published values for all-MiniLM-L6-v2, top 5, as given to us with the task (percent). We could
-# not read the report's table itself offline, so they are shown for comparison, not asserted.
-REFERENCE_SOURCE = (
-    "Chroma, Evaluating Chunking Strategies for Retrieval (2024), all-MiniLM-L6-v2 table, "
-    "as quoted in the task brief (unverified)"
-)
-REFERENCE: dict[str, dict[str, float]] = {
-    "recursive 250/125": {"recall": 78.7, "precision": 3.0, "iou": 2.9},
-    "fixed 250/125": {"recall": 77.7, "iou": 3.3},
-    "recursive 200/0": {"recall": 75.0, "iou": 3.6},
-}
-
-
-def reference_table(records: list[dict[str, Any]]) -> Table:
-    table = Table(title=f"vs {REFERENCE_SOURCE}")
-    for name in ("chunker", "metric", "ours", "Chroma", "gap (pt)"):
-        table.add_column(name, justify="left" if name in ("chunker", "metric") else "right")
-    by_name = {r["name"]: r for r in records}
-    for name, values in REFERENCE.items():
-        if name not in by_name:
-            continue
-        for metric, published in values.items():
-            ours = 100 * by_name[name]["overall"]["mean"][metric]
-            table.add_row(name, metric, f"{ours:.1f}", f"{published:.1f}", f"{ours - published:+.1f}")
-    return table
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -105,7 +76,6 @@ def main() -> None:
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
         },
-        reference={"source": REFERENCE_SOURCE, "values": REFERENCE},
     )
     args.results.mkdir(parents=True, exist_ok=True)
     write_json(args.results / "chunking_grid.json", report)
@@ -114,7 +84,6 @@ def main() -> None:
 
     title = f"{args.data.name}: {len(data.questions)} questions, {args.model}, top {retrieve}, characters"
     console.print(rich_table(records, title))
-    console.print(reference_table(records))
     console.print(f"grid time: {total:.1f} s ({total / 60:.1f} min) for {len(records)} chunkers")
     console.print(f"wrote {args.results / 'chunking_grid.json'} and plots in {args.results}")
 
