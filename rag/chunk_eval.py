@@ -17,9 +17,9 @@ the corpus, so a chunk whose text repeats elsewhere (a third of the recursive ch
 corpus) took the offsets of the first occurrence; here a retrieved duplicate at another position than
 the excerpt is a miss. Duplicates also tie exactly in score; FAISS breaks those ties.
 
-Chunk embeddings are cached in ``cache_dir/embeddings`` by :mod:`rag.encoders.cache` (keyed by the
-encoder fingerprint, its prefix and the texts; shared with index builds), question embeddings in
-``cache_dir/query_embeddings``, and chunk offsets in ``cache_dir/chunks`` as JSON keyed by the chunker
+Chunk and question embeddings are cached in ``cache_dir/embeddings`` by :mod:`rag.encoders.cache`
+(keyed by the encoder fingerprint, the document or query prefix and the texts; shared with index
+builds), and chunk offsets in ``cache_dir/chunks`` as JSON keyed by the chunker
 settings and the corpus text, so rerunning a grid only redoes the search and the metrics.
 
 A semantic chunker config without ``model`` groups its pieces with the evaluation's own encoder (as
@@ -207,10 +207,12 @@ def evaluate_chunking(
         cache / "embeddings" if cache else None, encoder, [doc.content or "" for doc in documents], encode_all
     )
     questions = [q.question for q in dataset.questions]
-    # The shared cache keys on the document prefix; queries get their own folder per query prefix.
-    query_cache = cache / "query_embeddings" / _sha256(encoder.query_prefix)[:16] if cache else None
     query_vectors = cached_embeddings(
-        query_cache, encoder, questions, lambda: encoder.encode_queries(questions, progress=False)
+        cache / "embeddings" if cache else None,
+        encoder,
+        questions,
+        lambda: encoder.encode_queries(questions, progress=False),
+        prefix=encoder.query_prefix,
     )
     timings["embedding"] = time.perf_counter() - mark
 

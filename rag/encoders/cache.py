@@ -18,10 +18,12 @@ import numpy as np
 from rag.encoders.dense import DenseEncoder
 
 
-def embeddings_key(encoder: DenseEncoder, texts: Sequence[str]) -> str:
+def embeddings_key(encoder: DenseEncoder, texts: Sequence[str], prefix: str | None = None) -> str:
+    """Key of the vectors of ``texts``; ``prefix`` is what the encoder puts before each text (default: its
+    document prefix; pass ``encoder.query_prefix`` for queries). Queries and documents differ only by it."""
     digest = hashlib.sha256()
     digest.update(json.dumps(encoder.fingerprint.to_dict(), sort_keys=True).encode())
-    digest.update(encoder.document_prefix.encode())
+    digest.update((encoder.document_prefix if prefix is None else prefix).encode())
     for text in texts:
         digest.update(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())
     return digest.hexdigest()[:24]
@@ -32,6 +34,7 @@ def cached_embeddings(
     encoder: DenseEncoder,
     texts: Sequence[str],
     compute: Callable[[], np.ndarray],
+    prefix: str | None = None,
 ) -> np.ndarray:
     """Vectors of ``texts`` from ``cache_dir`` if stored there, else ``compute()`` and store them.
 
@@ -40,7 +43,7 @@ def cached_embeddings(
     if cache_dir is None:
         return compute()
     folder = Path(cache_dir)
-    path = folder / f"{embeddings_key(encoder, texts)}.npy"
+    path = folder / f"{embeddings_key(encoder, texts, prefix)}.npy"
     if path.is_file():
         try:
             vectors = np.load(path, allow_pickle=False)
