@@ -38,6 +38,7 @@ Chunkers:
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -47,6 +48,7 @@ from haystack import Document
 
 from rag.core.errors import ConfigError
 from rag.core.models import DEFAULT_DENSE_MODEL
+from rag.core.readers import RESERVED_META_KEYS
 from rag.core.tokenizers import DEFAULT_TOKENIZER, TokenCounter, get_token_counter
 
 if TYPE_CHECKING:
@@ -483,25 +485,78 @@ def make_chunker(config: Mapping[str, Any] | None) -> Chunker | None:
     return SemanticChunker(size, model, tokenizer, config.get("piece_size", 50))
 
 
+_CHUNK_ID_SUFFIX = re.compile(r"#[0-9]+\Z")
+
+
 def chunk_documents(documents: Sequence[Document], chunker: Chunker | None) -> list[Document]:
     """One new Document per chunk, with id ``f"{doc.id}#{k}"`` (k from 0) and meta = a copy of the
     document's meta plus ``source_id``, ``start``, ``end`` (character offsets in the source content) and
     ``chunk_index``. With ``chunker=None`` each document becomes one chunk keeping its id, spanning its
     whole content. A document whose text yields no chunk (only whitespace) yields no Document. Inputs are
     never modified.
+
+    Rules that keep ids and metadata unambiguous (each refused with a :class:`ConfigError` that names the
+    document and the fix):
+
+    - Document ids must be unique.
+    - With a chunker, a document id may not end in ``#`` and digits (``d03#0``): it could equal a chunk
+      id of another document (``d03`` chunked), now or after a later ``rag add``, and ``rag delete``
+      would remove both. So no chunk id ever equals a document id or another chunk id. Without a
+      chunker no id is generated and any id is accepted.
+    - A document's meta may already hold a bookkeeping key (:data:`RESERVED_META_KEYS`) only with the
+      value chunking would write; a different value is refused, never overwritten. (The readers refuse
+      user fields with these names at read time, naming the file and line.)
     """
+    _check_ids(documents, chunked=chunker is not None)
     out: list[Document] = []
     for doc in documents:
         content = doc.content
         if content is None:
             raise ValueError(f"document {doc.id!r} has no text content; only text documents can be chunked")
         if chunker is None:
-            meta = copy.deepcopy(doc.meta)
-            meta.update(source_id=doc.id, start=0, end=len(content), chunk_index=0)
-            out.append(Document(id=doc.id, content=content, meta=meta))
+            out.append(_chunk_of(doc, doc.id, Chunk(content, 0, len(content)), 0))
             continue
         for k, piece in enumerate(chunker.chunk(content)):
-            meta = copy.deepcopy(doc.meta)
-            meta.update(source_id=doc.id, start=piece.start, end=piece.end, chunk_index=k)
-            out.append(Document(id=f"{doc.id}#{k}", content=piece.text, meta=meta))
+            out.append(_chunk_of(doc, f"{doc.id}#{k}", piece, k))
     return out
+
+
+def _chunk_of(doc: Document, chunk_id: str, piece: Chunk, k: int) -> Document:
+    meta = copy.deepcopy(doc.meta)
+    ours = {"source_id": doc.id, "start": piece.start, "end": piece.end, "chunk_index": k}
+    for key, value in ours.items():
+        if key in meta and meta[key] != value:
+            raise ConfigError(
+                f"document {doc.id!r}: meta[{key!r}] = {meta[key]!r} would be overwritten by the chunk "
+                f"bookkeeping value {value!r} (chunk {chunk_id!r}); the keys {list(RESERVED_META_KEYS)} are "
+                f"reserved: rename that field (for example to 'user_{key}')"
+            )
+    meta.update(ours)
+    return Document(id=chunk_id, content=piece.text, meta=meta)
+
+
+def _check_ids(documents: Sequence[Document], chunked: bool) -> None:
+    seen: set[str] = set()
+    for doc in documents:
+        if doc.id in seen:
+            raise ConfigError(f"document id {doc.id!r} appears twice; document ids must be unique")
+        seen.add(doc.id)
+    if not chunked:
+        return
+    bad = [doc.id for doc in documents if _CHUNK_ID_SUFFIX.search(doc.id)]
+    if not bad:
+        return
+    first = bad[0]
+    base, _, k = first.rpartition("#")
+    clash = (
+        f"chunk {k} of document {base!r}, also in this corpus, gets the same id"
+        if base in seen
+        else f"chunk {k} of a document {base!r}, added now or later, would get the same id"
+    )
+    shown = ", ".join(repr(i) for i in bad[:10]) + (f", ... ({len(bad) - 10} more)" if len(bad) > 10 else "")
+    raise ConfigError(
+        f"document id {first!r} ends in '#<digits>', the form of chunk ids ('<document id>#<k>'): {clash}, "
+        f"so deleting one would delete both. Rename such documents (e.g. {first!r} -> "
+        f"{base + '_' + k!r}) or index without chunking (chunking: method: none). "
+        f"{len(bad)} document id(s) of this form: {shown}"
+    )
