@@ -8,12 +8,14 @@ never leaves a half-written index where a good one stood.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
 import os
 import secrets
 import shutil
-import tempfile
+import sys
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -105,7 +107,7 @@ def write_index_atomically(path: str | Path, write_files: Callable[[Path], dict[
     target = Path(path)
     check_index_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = make_dir(target.parent, f".{target.name}.tmp-")
     try:
         body = write_files(tmp)
         if not isinstance(body, dict):
@@ -115,12 +117,12 @@ def write_index_atomically(path: str | Path, write_files: Callable[[Path], dict[
         manifest["checksums"] = _checksum_tree(tmp)
         manifest_path = tmp / MANIFEST_NAME
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        _fsync_file(manifest_path)
-        _fsync_dir(tmp)
-        _swap_into_place(tmp, target)
-    except BaseException:
+        fsync_file(manifest_path)
+        fsync_dir(tmp)
+        swap_into_place(tmp, target)
+    finally:
+        # Before the swap: the unfinished new index; after it: the previous one (or nothing).
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def check_index_target(path: str | Path) -> None:
@@ -142,22 +144,6 @@ def check_index_target(path: str | Path) -> None:
     )
 
 
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    if not target.exists():
-        os.rename(tmp, target)
-        _fsync_dir(target.parent)
-        return
-    aside = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
-    os.rename(target, aside)
-    try:
-        os.rename(tmp, target)
-    except BaseException:
-        os.rename(aside, target)
-        raise
-    _fsync_dir(target.parent)
-    shutil.rmtree(aside, ignore_errors=True)
-
-
 def _checksum_tree(folder: Path) -> dict[str, str]:
     """sha256 of every file under ``folder`` except the manifest, keyed by POSIX relative path.
 
@@ -168,7 +154,7 @@ def _checksum_tree(folder: Path) -> dict[str, str]:
         relative = file_path.relative_to(folder).as_posix()
         if relative == MANIFEST_NAME:
             continue
-        _fsync_file(file_path)
+        fsync_file(file_path)
         checksums[relative] = sha256_file(file_path)
     return checksums
 
@@ -196,12 +182,87 @@ def _interrupted_save_hint(folder: Path) -> str:
     )
 
 
-def _fsync_file(path: Path) -> None:
+def make_dir(parent: Path, prefix: str) -> Path:
+    """A new, empty folder ``parent/PREFIX<random>``, created with the user's umask.
+
+    ``tempfile.mkdtemp`` would make it 0700, and renamed into place that would keep a colleague or a
+    service account from reading a shared index.
+    """
+    while True:
+        path = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir(mode=0o777)
+            return path
+        except FileExistsError:
+            continue
+
+
+def write_file_atomically(path: Path, text: str) -> None:
+    """Write a text file so that a reader or a crash sees the old content or the new, never a part."""
+    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+def swap_into_place(staging: Path, target: Path) -> None:
+    """Make the folder ``staging`` appear at ``target``; the previous ``target`` (if any) ends at ``staging``.
+
+    Linux swaps both names in one atomic step (``renameat2`` with ``RENAME_EXCHANGE``; ``os.rename`` takes
+    no flags, hence ctypes), so neither a reader nor a crash ever finds ``target`` missing. Where the
+    kernel or file system lacks it, the old folder is renamed aside to ``.NAME.old-*`` first; a kill
+    between the two renames leaves it there, named by the error a reader gets, and restored by the next
+    bundle writer (:func:`indexers.bundle.heal`).
+    """
+    if not target.exists():
+        os.rename(staging, target)
+        fsync_dir(target.parent)
+        return
+    if _rename_exchange(staging, target):
+        fsync_dir(target.parent)
+        return
+    aside = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
+    os.rename(target, aside)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(aside, target)
+        raise
+    fsync_dir(target.parent)
+    os.rename(aside, staging)  # the caller's cleanup of ``staging`` then removes the old folder
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _rename_exchange(a: Path, b: Path) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def fsync_file(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     # Directory fsync makes renames durable on POSIX; not supported on every platform.
     try:
         fd = os.open(path, os.O_RDONLY)
