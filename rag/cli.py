@@ -1,7 +1,11 @@
-"""Command line: ``rag index | query | eval | quickstart``.
+"""Command line: ``rag index | query | add | delete | eval | eval-chunks | configs | quickstart``.
 
 Errors of ours (bad input, bad config, corrupt index, missing model) print one clear line and exit with
 status 2 instead of a traceback.
+
+Importing this module stays light (no torch, Haystack, FAISS): each command checks its arguments and
+loads its config first, and imports the pipeline code only once there is work to do, so ``rag --help``
+and every input error answer at once.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from rag.core.config import RagConfig, load_config
-from rag.core.errors import RagError
+from rag.core.errors import ConfigError, IndexCorruptError, InputFormatError, RagError
+from rag.core.validation import check_query
 from rag.demo import DEMO_DIR
 
 app = typer.Typer(
@@ -47,6 +54,54 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+CONFIG_HELP = "Pipeline config: a YAML file, or the name of a ready-made one (`rag configs` lists them)"
+# A query echoed as a table title is cut to this many characters (a pasted page would fill the screen).
+TITLE_CHARS = 80
+
+
+def read_config(value: str | Path) -> RagConfig:
+    import configs
+
+    return load_config(configs.resolve(value))
+
+
+def check_index_arg(index: Path) -> None:
+    """Refuse an ``--index`` that is a file or is missing, before any heavy import.
+
+    A missing bundle with a copy left aside by an interrupted write (``.NAME.old-*``) is left to the
+    bundle loader, which names or restores that copy.
+    """
+    if index.exists() and not index.is_dir():
+        raise ConfigError(
+            f"--index {index} is a file, not an index folder; give the folder that `rag index --out` wrote"
+        )
+    if not index.exists() and not _aside_copy_exists(index):
+        raise IndexCorruptError(
+            f"index folder {index} does not exist; "
+            "build one with `rag index --config ... --corpus ... --out ...`"
+        )
+
+
+def _aside_copy_exists(index: Path) -> bool:
+    prefix = f".{index.name}.old-"
+    try:
+        return any(entry.name.startswith(prefix) for entry in index.parent.iterdir())
+    except OSError:  # the parent folder is missing or unreadable: nothing was left aside there
+        return False
+
+
+def check_corpus_arg(corpus: Path) -> None:
+    """Refuse a corpus path that does not exist, before any heavy import (/dev/stdin and pipes exist)."""
+    if not corpus.exists():
+        from rag.core.readers import ACCEPTED_LAYOUTS
+
+        raise InputFormatError(f"corpus path does not exist; expected {ACCEPTED_LAYOUTS}", str(corpus))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -58,7 +113,7 @@ def _human_bytes(n: float) -> str:
 @app.command()
 @friendly_errors
 def index(
-    config: Annotated[Path, typer.Option(help="Pipeline config YAML, e.g. configs/dense.yaml")],
+    config: Annotated[Path, typer.Option(help=CONFIG_HELP + ", e.g. dense or configs/dense.yaml")],
     corpus: Annotated[
         Path, typer.Option(help="BEIR folder, JSONL file (id, text, title?) or folder of .txt/.md")
     ],
@@ -66,9 +121,11 @@ def index(
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Build an index bundle from a corpus."""
+    rag_config = read_config(config)
+    check_corpus_arg(corpus)
     from rag.pipelines import build_bundle
 
-    summary = build_bundle(load_config(config), corpus, out, progress=progress)
+    summary = build_bundle(rag_config, corpus, out, progress=progress)
     table = Table(title=f"index {summary.path}", show_header=False)
     table.add_row("documents", str(summary.documents))
     table.add_row("chunks", str(summary.chunks))
@@ -87,20 +144,22 @@ def index(
 def query(
     text: Annotated[str, typer.Argument(help="The query")],
     index: Annotated[Path, typer.Option(help="Index bundle written by `rag index`")],
-    top_k: Annotated[int, typer.Option(help="Number of passages to print")] = 5,
-    config: Annotated[
-        Path | None, typer.Option(help="Config to query with (default: the bundle's own)")
-    ] = None,
-    snippet: Annotated[int, typer.Option(help="Characters of each passage to print")] = 200,
+    top_k: Annotated[int, typer.Option(min=1, help="Number of passages to print")] = 5,
+    config: Annotated[Path | None, typer.Option(help=CONFIG_HELP + " (default: the bundle's own)")] = None,
+    snippet: Annotated[int, typer.Option(min=0, help="Characters of each passage to print")] = 200,
 ) -> None:
     """Print the top-k passages for a query, with ids, scores and snippets."""
+    check_query(text)
+    rag_config = read_config(config) if config else None
+    check_index_arg(index)
     from rag.pipelines import build_pipeline, retrieve
 
-    pipeline = build_pipeline(load_config(config) if config else None, index)
+    pipeline = build_pipeline(rag_config, index)
     pipeline.warm_up()
     started = time.perf_counter()
     documents = retrieve(pipeline, text, top_k=top_k)
-    print_ranking(text, documents, time.perf_counter() - started, snippet)
+    why = None if documents else _why_empty(pipeline)
+    print_ranking(text, documents, time.perf_counter() - started, snippet, why_empty=why)
 
 
 @app.command()
@@ -111,6 +170,8 @@ def add(
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Add documents to an existing index bundle (chunked and encoded as the bundle was built)."""
+    check_index_arg(index)
+    check_corpus_arg(corpus)
     from rag.pipelines import add_to_bundle
 
     summary = add_to_bundle(index, corpus, progress=progress)
@@ -128,14 +189,57 @@ def delete(
     index: Annotated[Path, typer.Option(help="Index bundle written by `rag index`")],
 ) -> None:
     """Delete documents by id from an index bundle."""
+    check_index_arg(index)
     from rag.pipelines import delete_from_bundle
 
-    removed = delete_from_bundle(index, ids)
-    console.print(f"deleted {removed} chunks")
+    console.print(describe_deletion(delete_from_bundle(index, ids)), highlight=False)
 
 
-def print_ranking(text: str, documents: list[Any], seconds: float, snippet: int = 200) -> None:
-    table = Table(title=f"{text!r}  ({seconds * 1000:.0f} ms)", show_lines=False)
+def describe_deletion(removed: Any) -> str:
+    """The line ``rag delete`` prints, from what ``delete_from_bundle`` returns: a summary with
+    ``documents``, ``chunks``, ``chunked`` and ``indexes``, or (older versions) a chunk count."""
+    if isinstance(removed, int):
+        return f"deleted {removed} chunks"
+    line = f"deleted {_plural(removed.documents, 'document')}"
+    if removed.chunked:
+        line += f" ({_plural(removed.chunks, 'chunk')})"
+    if removed.indexes:
+        sides = list(removed.indexes)
+        line += f" from the {' and '.join(sides)} {'index' if len(sides) == 1 else 'indexes'}"
+    return line
+
+
+def shorten(text: str, limit: int = TITLE_CHARS) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis when longer."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit].rstrip() + "…"
+
+
+def _why_empty(pipeline: Any) -> str:
+    """Why a pipeline returned nothing: BM25 matches only documents sharing a term with the query; dense
+    and hybrid retrieval return nothing only from an empty index."""
+    from rag.retrievers.bm25 import BM25Retriever
+
+    if any(isinstance(component, BM25Retriever) for _, component in pipeline.walk()):
+        return (
+            "no word of it is in the BM25 index's vocabulary (after stop words and stemming), "
+            "or the index is empty; try other words"
+        )
+    return "the index holds no documents; add some with `rag add`"
+
+
+def print_ranking(
+    text: str, documents: list[Any], seconds: float, snippet: int = 200, why_empty: str | None = None
+) -> None:
+    """The ranking as a table titled by the (shortened) query; no documents: one line saying so, and why."""
+    # Text, not markup: a query or passage with [brackets] is printed as typed.
+    heading = f"{shorten(text)!r}  ({seconds * 1000:.0f} ms)"
+    if not documents:
+        console.print(Text(f"no passage matched {heading}" + (f": {why_empty}" if why_empty else "")))
+        return
+    # One line: the table is made wide enough for the title, and a title that still does not fit is cut.
+    title = Text(heading, no_wrap=True, overflow="ellipsis")
+    table = Table(title=title, show_lines=False, min_width=len(heading))
     table.add_column("#", justify="right")
     table.add_column("id")
     table.add_column("score", justify="right")
@@ -144,11 +248,11 @@ def print_ranking(text: str, documents: list[Any], seconds: float, snippet: int 
         content = " ".join((doc.content or "").split())
         title = doc.meta.get("title")
         shown = (
-            (f"[bold]{title}[/] " if title else "")
-            + content[:snippet]
+            (f"[bold]{escape(str(title))}[/] " if title else "")
+            + escape(content[:snippet])
             + ("…" if len(content) > snippet else "")
         )
-        table.add_row(str(rank), str(doc.id), f"{doc.score:.4f}", shown)
+        table.add_row(str(rank), Text(str(doc.id)), f"{doc.score:.4f}", shown)
     console.print(table)
 
 
@@ -159,7 +263,7 @@ def _default_output() -> Path:
 @app.command("eval")
 @friendly_errors
 def eval_command(
-    config: Annotated[list[Path], typer.Option(help="Pipeline config YAML; repeat for several in one table")],
+    config: Annotated[list[Path], typer.Option(help=CONFIG_HELP + "; repeat for several in one table")],
     dataset: Annotated[
         Path,
         typer.Option(
@@ -178,7 +282,14 @@ def eval_command(
 ) -> None:
     """Evaluate configs on a dataset: nDCG@10, MAP@100, MRR@10, Recall@10/100 on BEIR; recall, precision,
     Precision-Omega and IoU of the retrieved spans on a chunk-excerpt set; queries per second, build time."""
-    results = run_evaluations([load_config(c) for c in config], dataset, split, cache_dir, progress)
+    configs = [read_config(c) for c in config]
+    if not dataset.exists():
+        raise InputFormatError(
+            "dataset folder does not exist; expected a BEIR folder (corpus.jsonl, queries.jsonl, "
+            "qrels/<split>.tsv) or a chunk-excerpt folder (questions_df.csv, corpora/)",
+            str(dataset),
+        )
+    results = run_evaluations(configs, dataset, split, cache_dir, progress)
     output = output or _default_output()
     write_eval_outputs(results, output)
     print_eval_table(results, f"{dataset} ({split})")
@@ -221,6 +332,27 @@ def print_eval_table(results: list[Any], title: str) -> None:
             r.config, *[f"{r.metrics[m]:.4f}" for m in metric_names], f"{r.queries_per_second:.1f}", build
         )
     console.print(table)
+
+
+@app.command("configs")
+@friendly_errors
+def configs_command() -> None:
+    """List the ready-made configs that ship with the package (use them by name: --config dense)."""
+    import yaml
+
+    import configs as shipped
+
+    table = Table(title=f"ready-made configs ({shipped.CONFIG_DIR})", show_header=True)
+    table.add_column("name")
+    table.add_column("use with")
+    table.add_column("what it is")
+    for name in shipped.available():
+        data = yaml.safe_load(shipped.config_path(name).read_text(encoding="utf-8"))
+        # A chunking grid is not a pipeline: it goes to `rag eval-chunks --grid`.
+        option = "eval-chunks --grid" if isinstance(data, dict) and "chunkers" in data else "--config"
+        table.add_row(name, option, Text(shipped.description(name)))
+    console.print(table)
+    console.print("use one by name, e.g. `rag index --config dense --corpus ... --out ...`", highlight=False)
 
 
 QUICKSTART_QUERIES = (

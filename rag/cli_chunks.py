@@ -2,6 +2,7 @@
 
     rag eval-chunks --dataset ../shared/data/chunking_eval --chunker recursive --size 400 --overlap 200
     rag eval-chunks --dataset ../shared/data/chunking_eval --grid configs/chunk_grid.yaml
+    rag eval-chunks --dataset ../shared/data/chunking_eval --grid chunk_grid    # the same, by name
 
 Prints the overall table (recall, precision, Precision-Omega, IoU as mean ± std in percent, chunk size,
 chunk count, seconds) and the per-corpus table, and writes ``report.json``, ``recall_vs_iou.png`` and
@@ -36,7 +37,8 @@ def eval_chunks(
         int | None, typer.Option(help="Overlap in tokens (fixed, recursive; default: half of --size)")
     ] = None,
     grid: Annotated[
-        Path | None, typer.Option(help="Grid YAML of chunkers to compare, e.g. configs/chunk_grid.yaml")
+        Path | None,
+        typer.Option(help="Grid YAML of chunkers to compare, or a ready-made one by name, e.g. chunk_grid"),
     ] = None,
     retrieve: Annotated[
         int | None, typer.Option(help="Chunks retrieved per question (default: the grid's, else 5)")
@@ -57,13 +59,14 @@ def eval_chunks(
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Evaluate chunkers on a chunk-excerpt set: recall, precision, Precision-Omega and IoU."""
+    # Arguments first, heavy imports after: a wrong option answers at once.
+    configs, grid_retrieve = _chunker_configs(chunker, size, overlap, grid, tokenizer)
     from evaluation.datasets import load_chunk_eval
     from evaluation.plots import plot_chunking_results
     from evaluation.reports import build_report, rich_table, write_json
     from rag.chunk_eval import run_grid
     from rag.encoders.dense import DenseEncoder
 
-    configs, grid_retrieve = _chunker_configs(chunker, size, overlap, grid, tokenizer)
     top = retrieve if retrieve is not None else (grid_retrieve or 5)
     data = load_chunk_eval(dataset)
     err = Console(stderr=True)
@@ -102,12 +105,13 @@ def _chunker_configs(
     chunker: str | None, size: int, overlap: int | None, grid: Path | None, tokenizer: str
 ) -> tuple[list[dict[str, Any]], int | None]:
     """The chunker configs asked for: the grid file's, or the one ``--chunker`` describes."""
-    from rag.chunk_eval import load_grid
-
     if grid is not None and chunker is not None:
         raise ConfigError("pass either --chunker (one chunker) or --grid (a grid file), not both")
     if grid is not None:
-        parsed = load_grid(grid)
+        import configs
+        from rag.chunk_eval import load_grid
+
+        parsed = load_grid(configs.resolve(grid))
         return parsed.chunkers, parsed.retrieve
     if chunker is None:
         raise ConfigError(

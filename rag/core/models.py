@@ -11,6 +11,9 @@ import importlib
 import importlib.util
 import os
 import socket
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rag.core.errors import ModelNotAvailableError
@@ -94,3 +97,35 @@ def _hub_cache_path(name: str) -> str | None:
         return str(snapshot_download(name, local_files_only=True))
     except Exception:  # noqa: BLE001 - any failure means "not cached"
         return None
+
+
+@contextmanager
+def quiet_model_loading(quiet: bool = True) -> Iterator[None]:
+    """Hide transformers' "Loading weights" bars (and the model hub's download bars) inside the block.
+
+    transformers shows them on every ``from_pretrained``, whatever the caller's own progress setting; the
+    previous settings are restored on exit, so a user's choice outside the block is left alone.
+    """
+    if not quiet:
+        yield
+        return
+    import huggingface_hub.utils as hub_utils
+    from transformers.utils import logging as transformers_logging
+
+    bars_were_on = transformers_logging.is_progress_bar_enabled()
+    hub_bars_were_off = hub_utils.are_progress_bars_disabled()
+    with warnings.catch_warnings():  # HF_HUB_DISABLE_PROGRESS_BARS=0 makes the hub warn that it has priority
+        warnings.simplefilter("ignore")
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if bars_were_on:
+                transformers_logging.enable_progress_bar()  # re-enables the hub's bars too
+            if hub_bars_were_off != hub_utils.are_progress_bars_disabled():
+                if hub_bars_were_off:
+                    hub_utils.disable_progress_bars()
+                else:
+                    hub_utils.enable_progress_bars()

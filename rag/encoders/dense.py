@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from rag.core.errors import ConfigError, EncoderMismatchError
-from rag.core.models import DEFAULT_DENSE_MODEL, resolve_model
+from rag.core.models import DEFAULT_DENSE_MODEL, quiet_model_loading, resolve_model
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,9 @@ class DenseEncoder:
     @property
     def model(self) -> Any:
         if self._model is None:
-            self._model = load_sentence_transformer(self.model_name, self.device, self.max_length)
+            # transformers draws "Loading weights" bars on every load; only show them when progress is on.
+            with quiet_model_loading(not self.progress):
+                self._model = load_sentence_transformer(self.model_name, self.device, self.max_length)
         return self._model
 
     @property

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from haystack import Document
 
-from indexers import BM25Index, DenseIndex, load_index
 from rag.core.validation import check_top_k
 from rag.encoders.dense import EncoderFingerprint
+
+if TYPE_CHECKING:
+    from indexers import BM25Index, DenseIndex
 
 
 class RetrieverOutput(TypedDict):
@@ -30,6 +32,10 @@ class IndexBackedRetriever:
 
     def warm_up(self) -> None:
         if self._index is None:
+            # Here, not at import: indexers.build imports FAISS and bm25s, which a BM25-only (or dense-only)
+            # pipeline should not pay for when it is merely constructed.
+            from indexers import load_index
+
             self._index = load_index(Path(self.index_path), fingerprint=self._fingerprint())
 
     @property

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import dataclasses
 import json
+import tomllib
+from pathlib import Path
 
 from typer.testing import CliRunner
 
-from rag.cli import app
+import configs
+from rag.cli import app, describe_deletion, shorten
+from rag.core.config import load_config
 
 runner = CliRunner()
 
@@ -63,7 +68,7 @@ def test_index_query_eval(tmp_path, tiny_model_dir):
     )
     assert result.exit_code == 0 and "added 1 documents" in result.output, result.output
     result = runner.invoke(app, ["delete", "--index", str(tmp_path / "idx"), "d9"])
-    assert result.exit_code == 0 and "deleted 1 chunks" in result.output, result.output
+    assert result.exit_code == 0 and "deleted 1 document from the bm25 index" in result.output, result.output
     out = tmp_path / "report"
     result = runner.invoke(
         app,
@@ -117,3 +122,242 @@ def test_errors_are_one_line_not_tracebacks(tmp_path, tiny_model_dir):
     assert "bad.jsonl:2" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["query", "--index", str(tmp_path / "missing"), "x"])
     assert result.exit_code == 2 and "missing does not exist" in result.output
+
+
+# ---------------------------------------------------------------------------------- output a user trips over
+
+
+def bm25_bundle(tmp_path, tiny_model_dir):
+    """A three-document BM25 bundle (no model is loaded for BM25)."""
+    data = write_beir(tmp_path / "beir")
+    config = write_config(tmp_path / "bm25.yaml", tiny_model_dir)
+    out = tmp_path / "idx"
+    result = runner.invoke(
+        app, ["index", "--config", str(config), "--corpus", str(data), "--out", str(out), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_long_query_is_shortened_to_one_title_line(tmp_path, tiny_model_dir):
+    index = bm25_bundle(tmp_path, tiny_model_dir)
+    query = " ".join(["yeast"] * 10_000)
+    result = runner.invoke(app, ["query", "--index", str(index), "--top-k", "1", query])
+    assert result.exit_code == 0, result.output
+    assert "d1" in result.output
+    assert len(result.output.splitlines()) < 15  # the full query was 600+ lines
+    title = next(line for line in result.output.splitlines() if "yeast" in line)
+    assert "…" in title and title.count("yeast") <= 14
+
+
+def test_shorten():
+    assert shorten("what   causes\n tides") == "what causes tides"
+    long = "word " * 100
+    assert shorten(long) == long[:80].rstrip() + "…"
+    assert len(shorten(long)) <= 81
+
+
+def test_empty_result_says_why(tmp_path, tiny_model_dir):
+    index = bm25_bundle(tmp_path, tiny_model_dir)
+    result = runner.invoke(app, ["query", "--index", str(index), "zebra xylophone"])
+    assert result.exit_code == 0, result.output
+    assert "no passage matched" in result.output
+    assert "vocabulary" in result.output
+    assert "┏" not in result.output  # no empty table
+
+
+def test_markup_in_query_and_passage_is_printed_as_typed(tmp_path, tiny_model_dir):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(json.dumps({"id": "m1", "title": "[b]Brackets", "text": "a closing [/] tag in text"}))
+    config = write_config(tmp_path / "bm25.yaml", tiny_model_dir)
+    out = tmp_path / "idx"
+    result = runner.invoke(
+        app, ["index", "--config", str(config), "--corpus", str(corpus), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["query", "--index", str(out), "closing tag [/]"])
+    assert result.exit_code == 0, result.output
+    assert "[/]" in result.output and "[b]Brackets" in result.output
+
+
+def test_negative_snippet_and_zero_top_k_are_refused(tmp_path, tiny_model_dir):
+    index = bm25_bundle(tmp_path, tiny_model_dir)
+    result = runner.invoke(app, ["query", "--index", str(index), "--snippet", "-5", "yeast"])
+    assert result.exit_code == 2
+    assert "--snippet" in result.output and "greater than or equal to 0" in result.output
+    result = runner.invoke(app, ["query", "--index", str(index), "--top-k", "0", "yeast"])
+    assert result.exit_code == 2
+    assert "--top-k" in result.output
+    result = runner.invoke(app, ["query", "--index", str(index), "--snippet", "0", "yeast"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_file_given_as_index_is_named_a_file(tmp_path):
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_text("hello")
+    for args in (["query", "x"], ["delete", "d1"], ["add", "--corpus", str(not_a_folder)]):
+        result = runner.invoke(app, [*args, "--index", str(not_a_folder)])
+        assert result.exit_code == 2, result.output
+        assert "is a file" in result.output and "does not exist" not in result.output
+        assert "Traceback" not in result.output
+
+
+def test_missing_corpus_is_refused_before_indexing(tmp_path, tiny_model_dir):
+    config = write_config(tmp_path / "bm25.yaml", tiny_model_dir)
+    missing = tmp_path / "nowhere.jsonl"
+    result = runner.invoke(
+        app, ["index", "--config", str(config), "--corpus", str(missing), "--out", str(tmp_path / "i")]
+    )
+    assert result.exit_code == 2
+    assert "nowhere.jsonl" in result.output and "does not exist" in result.output
+    assert not (tmp_path / "i").exists()
+
+
+@dataclasses.dataclass
+class FakeDeleteSummary:
+    """The shape of ``rag.pipelines.DeleteSummary``."""
+
+    documents: int
+    chunks: int
+    chunked: bool
+    indexes: list[str]
+
+
+def test_delete_wording():
+    # Without chunking a chunk is a document: no word of chunks.
+    line = describe_deletion(
+        FakeDeleteSummary(documents=2, chunks=2, chunked=False, indexes=["dense", "bm25"])
+    )
+    assert line == "deleted 2 documents from the dense and bm25 indexes"
+    line = describe_deletion(FakeDeleteSummary(documents=1, chunks=5, chunked=True, indexes=["bm25"]))
+    assert line == "deleted 1 document (5 chunks) from the bm25 index"
+    assert describe_deletion(3) == "deleted 3 chunks"  # the count older versions return
+
+
+def test_delete_reports_documents_and_every_side(tmp_path, tiny_model_dir, monkeypatch):
+    import rag.pipelines
+
+    index = bm25_bundle(tmp_path, tiny_model_dir)
+    seen = {}
+
+    def fake_delete(index_dir, ids, *args, **kwargs):
+        seen["call"] = (Path(index_dir), list(ids))
+        return FakeDeleteSummary(documents=1, chunks=1, chunked=False, indexes=["dense", "bm25"])
+
+    monkeypatch.setattr(rag.pipelines, "delete_from_bundle", fake_delete)
+    result = runner.invoke(app, ["delete", "--index", str(index), "d1"])
+    assert result.exit_code == 0, result.output
+    assert seen["call"] == (index, ["d1"])
+    assert "deleted 1 document from the dense and bm25 indexes" in result.output
+
+
+# ------------------------------------------------------------------------------------ configs by name
+
+
+def test_config_by_name(tmp_path):
+    data = write_beir(tmp_path / "beir")
+    out = tmp_path / "idx"
+    result = runner.invoke(app, ["index", "--config", "bm25", "--corpus", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["query", "--index", str(out), "--config", "bm25", "--top-k", "1", "moon"])
+    assert result.exit_code == 0 and "d2" in result.output, result.output
+
+
+def test_unknown_config_name_lists_the_shipped_ones(tmp_path):
+    data = write_beir(tmp_path / "beir")
+    result = runner.invoke(
+        app, ["index", "--config", "dence", "--corpus", str(data), "--out", str(tmp_path / "i")]
+    )
+    assert result.exit_code == 2
+    assert "'dence'" in result.output and "bm25, chunk_grid, dense, hybrid" in result.output
+    # A value that looks like a path stays a path: the loader names the missing file.
+    result = runner.invoke(
+        app, ["index", "--config", "nope/dense.yaml", "--corpus", str(data), "--out", str(tmp_path / "i")]
+    )
+    assert result.exit_code == 2
+    assert "nope/dense.yaml" in result.output and "does not exist" in result.output
+
+
+def test_a_file_named_like_a_config_wins_over_the_shipped_one(tmp_path, tiny_model_dir, monkeypatch):
+    write_config(tmp_path / "dense", tiny_model_dir, mode="bm25", name="mine")
+    monkeypatch.chdir(tmp_path)
+    assert configs.resolve("dense") == Path("dense")
+    assert configs.resolve("hybrid") == configs.CONFIG_DIR / "hybrid.yaml"
+
+
+def test_shipped_configs():
+    names = configs.available()
+    assert {"dense", "bm25", "hybrid", "chunk_grid"} <= set(names)
+    for name in ("dense", "bm25", "hybrid"):
+        config = load_config(configs.config_path(name))
+        assert config.name == name
+        assert configs.description(name)
+    assert configs.description("dense").startswith("Dense retrieval")
+
+
+def test_configs_ship_with_the_package():
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    tool = pyproject["tool"]
+    assert "configs*" in tool["setuptools"]["packages"]["find"]["include"]
+    assert tool["setuptools"]["package-data"]["configs"] == ["*.yaml"]
+    assert "configs" in tool["mypy"]["packages"]
+
+
+def test_rag_configs_lists_names_and_descriptions():
+    result = runner.invoke(app, ["configs"])
+    assert result.exit_code == 0, result.output
+    for name in configs.available():
+        assert name in result.output
+    assert "BM25 through bm25s" in result.output
+    assert "eval-chunks --grid" in result.output  # the grid is not a pipeline config
+
+
+# ------------------------------------------------------------------------------- loading bars stay quiet
+
+
+def test_loading_weights_bars_only_with_progress(tiny_model_dir, capsys):
+    from transformers.utils import logging as transformers_logging
+
+    from rag.encoders.dense import DenseEncoder, load_sentence_transformer
+
+    before = transformers_logging.is_progress_bar_enabled()
+    load_sentence_transformer.cache_clear()  # a cached model would load nothing, and print nothing
+    _ = DenseEncoder(str(tiny_model_dir), progress=False).model
+    assert "Loading weights" not in capsys.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled() == before  # the setting is restored
+    load_sentence_transformer.cache_clear()
+    _ = DenseEncoder(str(tiny_model_dir), progress=True).model
+    assert "Loading weights" in capsys.readouterr().err  # the bars this test hides do exist
+
+
+def test_quiet_model_loading_restores_a_disabled_setting():
+    import huggingface_hub.utils as hub_utils
+    from transformers.utils import logging as transformers_logging
+
+    from rag.core.models import quiet_model_loading
+
+    transformers_logging.disable_progress_bar()
+    try:
+        with quiet_model_loading():
+            assert not transformers_logging.is_progress_bar_enabled()
+        assert not transformers_logging.is_progress_bar_enabled()
+        assert hub_utils.are_progress_bars_disabled()
+    finally:
+        transformers_logging.enable_progress_bar()
+    with quiet_model_loading():
+        assert hub_utils.are_progress_bars_disabled()
+    assert transformers_logging.is_progress_bar_enabled() and not hub_utils.are_progress_bars_disabled()
+
+
+def test_dense_query_prints_no_loading_bars(tmp_path, tiny_model_dir):
+    from rag.encoders.dense import load_sentence_transformer
+
+    data = write_beir(tmp_path / "beir")
+    config = write_config(tmp_path / "dense.yaml", tiny_model_dir, mode="dense")
+    out = tmp_path / "idx"
+    result = runner.invoke(app, ["index", "--config", str(config), "--corpus", str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    load_sentence_transformer.cache_clear()
+    result = runner.invoke(app, ["query", "--index", str(out), "--top-k", "1", "moon ocean"])
+    assert result.exit_code == 0, result.output
+    assert "Loading weights" not in result.output
