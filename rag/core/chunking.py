@@ -44,14 +44,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-from haystack import Document
 
+from rag.core.config import check_chunk_overlap, check_chunking_config
 from rag.core.errors import ConfigError
 from rag.core.models import DEFAULT_DENSE_MODEL
 from rag.core.readers import RESERVED_META_KEYS
 from rag.core.tokenizers import DEFAULT_TOKENIZER, TokenCounter, get_token_counter
+from rag.core.validation import non_negative_int, positive_int
 
 if TYPE_CHECKING:
+    from haystack import Document
+
     from rag.encoders.dense import DenseEncoder
 
 DEFAULT_SEPARATORS: tuple[str, ...] = ("\n\n", "\n", ". ", " ", "")
@@ -78,19 +81,11 @@ class Chunker(Protocol):
 
 
 def _check_size(size: object, name: str = "size") -> int:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ConfigError(f"chunk {name} must be a positive integer, got {size!r}")
-    return size
+    return positive_int(size, f"chunk {name}")
 
 
 def _check_overlap(overlap: object, size: int) -> int:
-    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
-        raise ConfigError(f"chunk overlap must be a non-negative integer, got {overlap!r}")
-    if overlap >= size:
-        raise ConfigError(
-            f"chunk overlap ({overlap}) must be smaller than size ({size}); otherwise chunks never advance"
-        )
-    return overlap
+    return check_chunk_overlap(non_negative_int(overlap, "chunk overlap"), size)
 
 
 def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
@@ -443,46 +438,30 @@ def make_chunker(config: Mapping[str, Any] | None) -> Chunker | None:
 
     Keys: ``method`` (``none | fixed | recursive | semantic``), ``size``, ``overlap`` (fixed, recursive),
     ``unit`` (``tokens`` default, or ``chars``), ``tokenizer`` (when unit is tokens), ``separators``
-    (recursive), ``model`` and ``piece_size`` (semantic). Every chunker's ``config()`` round-trips.
+    (recursive), ``model`` and ``piece_size`` (semantic). Every chunker's ``config()`` round-trips. The
+    mapping is checked by :func:`~rag.core.config.check_chunking_config`, the check the config loader runs.
 
     >>> make_chunker({"method": "fixed", "size": 100, "overlap": 20}).config()["tokenizer"]
     'cl100k_base'
     """
     if config is None:
         return None
-    if not isinstance(config, Mapping):
-        raise ConfigError(
-            f"chunking config must be a mapping such as {{'method': 'fixed', 'size': 256}}, got {config!r}"
-        )
-    method = config.get("method", "none")
-    if method not in _KEYS:
-        raise ConfigError(f"unknown chunking method {method!r}; allowed: {list(METHODS)}")
-    allowed = _KEYS[method]
-    extra = sorted(set(config) - set(allowed))
-    if extra:
-        raise ConfigError(f"unknown chunking key(s) {extra} for method {method!r}; allowed: {list(allowed)}")
+    settings = check_chunking_config(config)
+    method = settings["method"]
     if method == "none":
         return None
-    if "size" not in config:
-        raise ConfigError(f"chunking method {method!r} needs 'size' (a positive integer)")
-    size = config["size"]
-    unit = config.get("unit", "tokens")
-    if unit not in UNITS:
-        raise ConfigError(f"chunking unit must be one of {list(UNITS)}, got {unit!r}")
-    tokenizer = config.get("tokenizer", DEFAULT_TOKENIZER if unit == "tokens" else "chars")
-    if unit == "chars" and tokenizer != "chars":
-        raise ConfigError(
-            f"'tokenizer' ({tokenizer!r}) applies only with unit 'tokens'; remove it or set unit: tokens"
-        )
+    size = settings["size"]
+    unit = settings.get("unit", "tokens")
+    tokenizer = settings.get("tokenizer") or (DEFAULT_TOKENIZER if unit == "tokens" else "chars")
     if method == "fixed":
-        return FixedTokenChunker(size, config.get("overlap", 0), tokenizer)
+        return FixedTokenChunker(size, settings.get("overlap", 0), tokenizer)
     if method == "recursive":
-        separators = config.get("separators", DEFAULT_SEPARATORS)
+        separators = settings.get("separators") or DEFAULT_SEPARATORS
         if unit == "chars":
-            return RecursiveChunker(size, config.get("overlap", 0), separators, "chars")
-        return RecursiveChunker(size, config.get("overlap", 0), separators, "tokens", tokenizer)
-    model = config.get("model", DEFAULT_DENSE_MODEL)
-    return SemanticChunker(size, model, tokenizer, config.get("piece_size", 50))
+            return RecursiveChunker(size, settings.get("overlap", 0), separators, "chars")
+        return RecursiveChunker(size, settings.get("overlap", 0), separators, "tokens", tokenizer)
+    model = settings.get("model", DEFAULT_DENSE_MODEL)
+    return SemanticChunker(size, model, tokenizer, settings.get("piece_size", 50))
 
 
 _CHUNK_ID_SUFFIX = re.compile(r"#[0-9]+\Z")
@@ -507,6 +486,8 @@ def chunk_documents(documents: Sequence[Document], chunker: Chunker | None) -> l
       value chunking would write; a different value is refused, never overwritten. (The readers refuse
       user fields with these names at read time, naming the file and line.)
     """
+    from haystack import Document  # heavy (imports torch): not needed to build or check a chunker
+
     _check_ids(documents, chunked=chunker is not None)
     out: list[Document] = []
     for doc in documents:
@@ -514,14 +495,16 @@ def chunk_documents(documents: Sequence[Document], chunker: Chunker | None) -> l
         if content is None:
             raise ValueError(f"document {doc.id!r} has no text content; only text documents can be chunked")
         if chunker is None:
-            out.append(_chunk_of(doc, doc.id, Chunk(content, 0, len(content)), 0))
+            meta = _chunk_meta(doc, doc.id, Chunk(content, 0, len(content)), 0)
+            out.append(Document(id=doc.id, content=content, meta=meta))
             continue
         for k, piece in enumerate(chunker.chunk(content)):
-            out.append(_chunk_of(doc, f"{doc.id}#{k}", piece, k))
+            chunk_id = f"{doc.id}#{k}"
+            out.append(Document(id=chunk_id, content=piece.text, meta=_chunk_meta(doc, chunk_id, piece, k)))
     return out
 
 
-def _chunk_of(doc: Document, chunk_id: str, piece: Chunk, k: int) -> Document:
+def _chunk_meta(doc: Document, chunk_id: str, piece: Chunk, k: int) -> dict[str, Any]:
     meta = copy.deepcopy(doc.meta)
     ours = {"source_id": doc.id, "start": piece.start, "end": piece.end, "chunk_index": k}
     for key, value in ours.items():
@@ -532,7 +515,7 @@ def _chunk_of(doc: Document, chunk_id: str, piece: Chunk, k: int) -> Document:
                 f"reserved: rename that field (for example to 'user_{key}')"
             )
     meta.update(ours)
-    return Document(id=chunk_id, content=piece.text, meta=meta)
+    return meta
 
 
 def _check_ids(documents: Sequence[Document], chunked: bool) -> None:

@@ -251,6 +251,7 @@ def test_duplicate_document_ids_are_refused_by_chunk_documents() -> None:
 
 _PROBE = """
 import json, sys
+import rag.core.chunking  # chunk_documents imports haystack only when it runs
 from rag.core.errors import InputFormatError
 from rag.core.readers import read_corpus
 out = []
