@@ -28,17 +28,13 @@ from haystack import Document
 
 from indexers.docstore import DOCUMENTS_FILE, DocStore, DocStoreBacked, id_list
 from indexers.manifest import REBUILD_HINT, read_manifest, verify_checksums, write_index_atomically
+from rag.core.config import BM25_DEFAULTS, check_bm25_params
 from rag.core.errors import ConfigError, IndexCorruptError
 from rag.encoders.dense import join_title
 
 BM25S_DIR = "bm25s"
-DEFAULT_PARAMS: dict[str, Any] = {
-    "k1": 1.5,
-    "b": 0.75,
-    "method": "lucene",
-    "stopwords": "en",
-    "stemmer": "english",
-}
+# One default per parameter, declared in rag.core.config.BM25Config (k1 1.2, b 0.75: see there).
+DEFAULT_PARAMS: dict[str, Any] = dict(BM25_DEFAULTS)
 METHODS = ("robertson", "lucene", "atire", "bm25l", "bm25+")
 
 
@@ -53,43 +49,12 @@ def resolve_params(params: dict[str, Any] | None) -> dict[str, Any]:
 
     ``stopwords``: a bm25s language name or code (``"en"``, ``"english"``, ``"de"``, ...), a list of words,
     or ``None``. ``stemmer``: a PyStemmer language (``Stemmer.algorithms()``) or ``None``. ``method``: one
-    of ``robertson``, ``lucene``, ``atire``, ``bm25l``, ``bm25+`` (the last two also take ``delta``).
+    of ``robertson``, ``lucene``, ``atire``, ``bm25l``, ``bm25+`` (the last two also take ``delta``). The
+    checks are those of a config's ``bm25`` section (:func:`rag.core.config.check_bm25_params`).
     """
-    if params is not None and not isinstance(params, dict):
-        raise ConfigError(f"bm25 index params must be a mapping, got {type(params).__name__}")
-    allowed = {*DEFAULT_PARAMS, "delta"}
-    unknown = sorted(set(params or {}) - allowed)
-    if unknown:
-        raise ConfigError(f"unknown bm25 index parameter(s) {unknown}; allowed: {sorted(allowed)}")
-    merged = {**DEFAULT_PARAMS, **(params or {})}
-    for key in ("k1", "b", "delta"):
-        if key in merged:
-            value = merged[key]
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ConfigError(f"bm25 parameter {key!r} must be a non-negative number, got {value!r}")
-            merged[key] = float(value)
-    if merged["b"] > 1:
-        raise ConfigError(f"bm25 parameter 'b' must be between 0 and 1, got {merged['b']}")
-    if merged["method"] not in METHODS:
-        raise ConfigError(f"bm25 parameter 'method' must be one of {list(METHODS)}, got {merged['method']!r}")
-    stopwords = merged["stopwords"]
-    if isinstance(stopwords, list | tuple):
-        if not all(isinstance(w, str) for w in stopwords):
-            raise ConfigError("bm25 parameter 'stopwords' must be a language name or a list of strings")
-        merged["stopwords"] = list(stopwords)
-    elif stopwords is not None:
-        try:
-            bm25s.tokenize(["probe"], stopwords=stopwords, show_progress=False)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(
-                f"bm25 parameter 'stopwords' {stopwords!r} is not a language bm25s knows ({exc}); use e.g. "
-                f"'en', 'de', 'fr', a list of words, or null"
-            ) from exc
-    stemmer = merged["stemmer"]
-    if stemmer is not None and stemmer not in Stemmer.algorithms():
-        raise ConfigError(
-            f"bm25 parameter 'stemmer' must be null or one of {Stemmer.algorithms()}, got {stemmer!r}"
-        )
+    merged = {**DEFAULT_PARAMS, **check_bm25_params(params, "bm25 index params")}
+    if merged.get("delta") is None:
+        merged.pop("delta", None)  # bm25s's own default applies
     return merged
 
 

