@@ -33,7 +33,7 @@ from indexers.docstore import format_ids, id_list
 from rag.core.chunking import chunk_documents, make_chunker
 from rag.core.config import RagConfig, load_config
 from rag.core.errors import ConfigError, IndexCorruptError
-from rag.core.readers import read_corpus
+from rag.core.readers import ReadReport, read_corpus
 from rag.core.validation import check_query, check_top_k
 from rag.encoders.components import QueryEncoder
 from rag.encoders.dense import DenseEncoder, join_title
@@ -79,6 +79,7 @@ def build_bundle(
     embedding_cache: str | Path | None = None,
     notify: Notify | None = None,
     lock_timeout: float | None = None,
+    report: ReadReport | None = None,
 ) -> BundleSummary:
     """Read ``corpus``, chunk it as configured, build every index the retrieval mode needs into ``out``.
 
@@ -87,12 +88,13 @@ def build_bundle(
     folder under the bundle's writer lock and swapped into place whole (:mod:`indexers.bundle`), so an
     interrupted build never leaves half a bundle. ``embedding_cache``: a folder that keeps document
     vectors between builds (see :mod:`rag.encoders.cache`). ``notify`` receives messages about waiting
-    for another writer and cleaning up (default: standard error).
+    for another writer and cleaning up (default: standard error). ``report``: the corpus already read
+    with :func:`rag.core.readers.read_corpus` (a pipe can be read only once).
     """
     started = time.perf_counter()
     out = Path(out)
     check_bundle_target(out, corpus)
-    report = read_corpus(corpus)
+    report = report or read_corpus(corpus)
     if not report.documents:
         raise ConfigError(f"{corpus}: no documents to index (skipped: {report.skipped or 'none'})")
     chunks = chunk_documents(report.documents, make_chunker(config.chunking))
@@ -209,6 +211,7 @@ def add_to_bundle(
     progress: bool = True,
     notify: Notify | None = None,
     lock_timeout: float | None = None,
+    report: ReadReport | None = None,
 ) -> BundleSummary:
     """Add the documents of ``corpus`` to an existing bundle, chunked and encoded as the bundle was built.
 
@@ -219,7 +222,7 @@ def add_to_bundle(
     started = time.perf_counter()
     index_dir = Path(index_dir)
     load_bundle_config(index_dir, notify)  # fail fast, before reading the corpus
-    report = read_corpus(corpus)
+    report = report or read_corpus(corpus)
     if not report.documents:
         raise ConfigError(
             f"{corpus}: no documents to add (skipped: {report.skipped or 'none'}); nothing was changed"
