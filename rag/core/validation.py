@@ -324,8 +324,8 @@ def _plural(words: str) -> str:
 
 
 def _describe(value: Any) -> str:
-    """A value and its YAML-ish type for messages: ``'ten' (str)``, ``[1.2, 0.75] (list)``."""
-    shown = repr(value)
+    """A value and its type for messages: ``'ten' (str)``, ``[1.2, 0.75] (list)``, ``true (bool)``."""
+    shown = _inline(value) if isinstance(value, bool) or value is None else repr(value)  # YAML's words
     if len(shown) > 80:
         shown = shown[:77] + "..."
     return f"{shown} ({type(value).__name__})"

@@ -77,7 +77,7 @@ BAD_CONFIGS = [
         r"retrieval\.top_k must be a positive integer, got 'ten' \(str\); write e\.g\. top_k: 10",
     ),
     ("retrieval: {top_k: 2.5}", r"retrieval\.top_k must be a positive integer, got 2\.5 \(float\)"),
-    ("retrieval: {top_k: true}", r"retrieval\.top_k must be a positive integer, got True \(bool\)"),
+    ("retrieval: {top_k: true}", r"retrieval\.top_k must be a positive integer, got true \(bool\)"),
     ("retrieval: {top_k: 0}", r"retrieval\.top_k must be a positive integer, got 0; write e\.g\. top_k: 10"),
     ("retrieval: {top_k: -1}", r"retrieval\.top_k must be a positive integer, got -1"),
     ("retrieval: {candidates: 0}", r"retrieval\.candidates must be a positive integer, got 0"),
@@ -172,7 +172,7 @@ def test_wrong_values_fail_at_load_with_one_line(tmp_path, text, pattern):
 
 
 def test_from_dict_refuses_what_load_config_refuses():
-    with pytest.raises(ConfigError, match=r"^config: retrieval\.top_k must be a positive integer, got True"):
+    with pytest.raises(ConfigError, match=r"^config: retrieval\.top_k must be a positive integer, got true"):
         RagConfig.from_dict({"retrieval": {"top_k": True}})
     with pytest.raises(
         ConfigError, match=r"^my.yaml: the top level must be a mapping.*got \[1, 2\] \(list\)"

@@ -68,7 +68,7 @@ def test_valid_values_pass_and_only_given_keys_come_back():
     ("given", "message"),
     [
         ({"count": "10"}, "demo.yaml: count must be an integer, got '10' (str); write e.g. count: 10"),
-        ({"count": True}, "demo.yaml: count must be an integer, got True (bool); write e.g. count: 10"),
+        ({"count": True}, "demo.yaml: count must be an integer, got true (bool); write e.g. count: 10"),
         ({"count": 2.0}, "demo.yaml: count must be an integer, got 2.0 (float); write e.g. count: 10"),
         (
             {"ratio": "0.5"},
@@ -76,7 +76,7 @@ def test_valid_values_pass_and_only_given_keys_come_back():
         ),
         (
             {"ratio": False},
-            "demo.yaml: ratio must be a number from 0 to 1, got False (bool); write e.g. ratio: 0.5",
+            "demo.yaml: ratio must be a number from 0 to 1, got false (bool); write e.g. ratio: 0.5",
         ),
         ({"ratio": 1.5}, "demo.yaml: ratio must be a number from 0 to 1, got 1.5; write e.g. ratio: 0.5"),
         ({"flag": "no"}, "demo.yaml: flag must be true or false, got 'no' (str); write e.g. flag: true"),
