@@ -357,10 +357,6 @@ class RagConfig(_Checked):
             values["bm25"] = check_bm25_params(values["bm25"], where, "bm25")
         return values
 
-    def validate(self, source: str = "config") -> None:
-        """Check every value again (construction already did); kept for callers that edit a copy."""
-        check_fields(type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, source)
-
 
 def load_config(path: str | Path) -> RagConfig:
     """Read a pipeline config from YAML (see the module docstring for the layout)."""
