@@ -26,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rag.core.config import RagConfig, load_config
-from rag.core.errors import ConfigError, IndexCorruptError, InputFormatError, RagError
+from rag.core.errors import InputFormatError, RagError
 from rag.core.validation import check_query
 from rag.demo import DEMO_DIR
 
@@ -66,36 +66,12 @@ def read_config(value: str | Path) -> RagConfig:
 
 
 def check_index_arg(index: Path) -> None:
-    """Refuse an ``--index`` that is a file or is missing, before any heavy import.
+    """Refuse an ``--index`` that is a file, is missing or is not a bundle, before any heavy import (the
+    bundle module is light); a bundle left aside by an interrupted write is named or restored there."""
+    from indexers.bundle import check_bundle_exists, is_bundle, read_bundle_manifest
 
-    A missing bundle with a copy left aside by an interrupted write (``.NAME.old-*``) is left to the
-    bundle loader, which names or restores that copy.
-    """
-    if index.exists() and not index.is_dir():
-        raise ConfigError(
-            f"--index {index} is a file, not an index folder; give the folder that `rag index --out` wrote"
-        )
-    if not index.exists() and not _aside_copy_exists(index):
-        raise IndexCorruptError(
-            f"index folder {index} does not exist; "
-            "build one with `rag index --config ... --corpus ... --out ...`"
-        )
-
-
-def _aside_copy_exists(index: Path) -> bool:
-    prefix = f".{index.name}.old-"
-    try:
-        return any(entry.name.startswith(prefix) for entry in index.parent.iterdir())
-    except OSError:  # the parent folder is missing or unreadable: nothing was left aside there
-        return False
-
-
-def check_corpus_arg(corpus: Path) -> None:
-    """Refuse a corpus path that does not exist, before any heavy import (/dev/stdin and pipes exist)."""
-    if not corpus.exists():
-        from rag.core.readers import ACCEPTED_LAYOUTS
-
-        raise InputFormatError(f"corpus path does not exist; expected {ACCEPTED_LAYOUTS}", str(corpus))
+    if not is_bundle(check_bundle_exists(index)):
+        read_bundle_manifest(index)  # raises, saying what is missing; checksums are left to the loader
 
 
 def _plural(n: int, word: str) -> str:
@@ -121,11 +97,16 @@ def index(
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Build an index bundle from a corpus."""
+    from indexers.bundle import check_bundle_target
+    from rag.core.readers import read_corpus
+
+    # Config, target and input first (all light), the pipeline code only once there is work to do.
     rag_config = read_config(config)
-    check_corpus_arg(corpus)
+    check_bundle_target(out, corpus)
+    report = read_corpus(corpus)
     from rag.pipelines import build_bundle
 
-    summary = build_bundle(rag_config, corpus, out, progress=progress)
+    summary = build_bundle(rag_config, corpus, out, progress=progress, report=report)
     table = Table(title=f"index {summary.path}", show_header=False)
     table.add_row("documents", str(summary.documents))
     table.add_row("chunks", str(summary.chunks))
@@ -170,11 +151,13 @@ def add(
     progress: Annotated[bool, typer.Option(help="Show progress bars")] = True,
 ) -> None:
     """Add documents to an existing index bundle (chunked and encoded as the bundle was built)."""
+    from rag.core.readers import read_corpus
+
     check_index_arg(index)
-    check_corpus_arg(corpus)
+    report = read_corpus(corpus)
     from rag.pipelines import add_to_bundle
 
-    summary = add_to_bundle(index, corpus, progress=progress)
+    summary = add_to_bundle(index, corpus, progress=progress, report=report)
     console.print(f"added {summary.documents} documents ({summary.chunks} chunks) in {summary.seconds:.1f} s")
     for reason, count in sorted(summary.skipped.items()):
         console.print(f"skipped ({reason}): {count}")

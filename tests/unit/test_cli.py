@@ -200,6 +200,10 @@ def test_a_file_given_as_index_is_named_a_file(tmp_path):
         assert result.exit_code == 2, result.output
         assert "is a file" in result.output and "does not exist" not in result.output
         assert "Traceback" not in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["query", "x", "--index", str(empty)])
+    assert result.exit_code == 2 and "not an index bundle" in result.output, result.output
 
 
 def test_missing_corpus_is_refused_before_indexing(tmp_path, tiny_model_dir):

@@ -53,6 +53,8 @@ def error_cases(tmp_path):
     folder.mkdir()
     a_file = tmp_path / "file.txt"
     a_file.write_text("not an index")
+    malformed = tmp_path / "malformed.jsonl"
+    malformed.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "text": \n')
     return [
         (["--help"], 0),
         (["configs"], 0),
@@ -63,6 +65,9 @@ def error_cases(tmp_path):
         (["query", "x", "--index", str(folder), "--config", "no-such-config"], 2),
         (["index", "--config", str(bad), "--corpus", str(corpus), "--out", str(tmp_path / "o")], 2),
         (["index", "--config", "bm25", "--corpus", str(tmp_path / "gone"), "--out", str(folder)], 2),
+        (["index", "--config", "bm25", "--corpus", str(malformed), "--out", str(tmp_path / "o")], 2),
+        (["index", "--config", "bm25", "--corpus", str(corpus), "--out", str(a_file)], 2),
+        (["add", "--index", str(folder), "--corpus", str(corpus)], 2),  # a folder, not a bundle
         (["add", "--index", str(tmp_path / "nonexistent"), "--corpus", str(corpus)], 2),
         (["delete", "--index", str(tmp_path / "nonexistent"), "a"], 2),
         (["eval", "--config", str(bad), "--dataset", str(tmp_path)], 2),
