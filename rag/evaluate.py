@@ -105,12 +105,17 @@ def index_cache_key(config: RagConfig, corpus: Path) -> str:
     shape = {
         "corpus": _corpus_stamp(corpus),
         "chunking": config.chunking,
-        "encoder": config.encoder.__dict__ if config.needs_dense else None,
+        # The device changes where vectors are computed, not which: it must not split the cache.
+        "encoder": _without(config.encoder.__dict__, "device") if config.needs_dense else None,
         "index": config.index.__dict__ if config.needs_dense else None,
         "bm25": config.bm25 if config.needs_bm25 else None,
         "mode": config.retrieval.mode,
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _without(settings: Mapping[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k != key}
 
 
 def ensure_bundle(
