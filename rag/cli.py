@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -25,10 +25,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from rag.core.config import RagConfig, load_config
 from rag.core.errors import InputFormatError, RagError
 from rag.core.validation import check_query
 from rag.demo import DEMO_DIR
+
+if TYPE_CHECKING:
+    from rag.core.config import RagConfig
 
 app = typer.Typer(
     help="Retrieval-augmented pipelines: build indexes, query them, evaluate retrieval.",
@@ -61,6 +63,7 @@ TITLE_CHARS = 80
 
 def read_config(value: str | Path) -> RagConfig:
     import configs
+    from rag.core.config import load_config
 
     return load_config(configs.resolve(value))
 
@@ -353,6 +356,7 @@ def quickstart(
     ),
 ) -> None:
     """Index the bundled demo corpus, answer example queries, evaluate the demo queries."""
+    from rag.core.config import RagConfig
     from rag.evaluate import ensure_bundle
     from rag.pipelines import build_pipeline, read_build_summary, retrieve
 
