@@ -8,6 +8,7 @@ A config has six sections, all optional::
     index: {type: flat, params: {}}     # flat | hnsw | ivfpq (dense side)
     bm25: {k1: 1.2, b: 0.75, method: lucene, stopwords: en, stemmer: english}
     retrieval: {mode: dense, top_k: 10, candidates: 100}   # dense | bm25 | hybrid
+    stages: [{kind: rerank, name: identity}]                 # optional stages after retrieval
 
 Every section is declared once, below, as a dataclass whose annotations give each value's type; loading
 checks every value against them (:func:`rag.core.validation.check_fields`) and refuses a wrong type,
@@ -45,7 +46,15 @@ from rag.core.validation import (
     positive_int,
 )
 
-RETRIEVAL_MODES = ("dense", "bm25", "hybrid")
+# Each retrieval mode (a retrieval stage registered in rag.stages) and the index sides its bundle holds.
+RETRIEVAL_SIDES: dict[str, tuple[str, ...]] = {
+    "dense": ("dense",),
+    "bm25": ("bm25",),
+    "hybrid": ("dense", "bm25"),
+}
+RETRIEVAL_MODES = tuple(RETRIEVAL_SIDES)
+# Kinds of the stages a config may list after retrieval (their names are registered in rag.stages).
+STAGE_KINDS = ("rerank", "prf", "compress", "prompt", "generate")
 DENSE_INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 # "cuda" alone is the current CUDA device; "cuda:1" a given one (torch's device strings).
 DEVICE_PATTERN = r"cpu|mps|cuda(:[0-9]+)?"
@@ -324,17 +333,26 @@ class RagConfig(_Checked):
     index: IndexConfig = field(default_factory=IndexConfig)
     bm25: dict[str, Any] = field(default_factory=dict, metadata={"example": {"k1": 1.2, "b": 0.75}})
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    # Stages after retrieval, in order: {kind: rerank, name: identity, <settings>} (see rag.stages).
+    stages: list[dict[str, Any]] = field(
+        default_factory=list, metadata={"example": [{"kind": "rerank", "name": "identity"}]}
+    )
 
     # Sections left empty in YAML (``encoder:`` with nothing under it) are None: their defaults apply.
-    SECTIONS: ClassVar[tuple[str, ...]] = ("chunking", "encoder", "index", "bm25", "retrieval")
+    SECTIONS: ClassVar[tuple[str, ...]] = ("chunking", "encoder", "index", "bm25", "retrieval", "stages")
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        """The index sides (sub-folders of a bundle) the retrieval mode reads."""
+        return RETRIEVAL_SIDES[self.retrieval.mode]
 
     @property
     def needs_dense(self) -> bool:
-        return self.retrieval.mode in ("dense", "hybrid")
+        return "dense" in self.sides
 
     @property
     def needs_bm25(self) -> bool:
-        return self.retrieval.mode in ("bm25", "hybrid")
+        return "bm25" in self.sides
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -355,7 +373,33 @@ class RagConfig(_Checked):
             values["chunking"] = check_chunking_config(values["chunking"], where, "chunking")
         if "bm25" in values:
             values["bm25"] = check_bm25_params(values["bm25"], where, "bm25")
+        if "stages" in values:
+            values["stages"] = check_stages(values["stages"], where)
         return values
+
+
+def check_stages(stages: Any, where: str = "config") -> list[dict[str, Any]]:
+    """Each stage a mapping with a ``kind`` of :data:`STAGE_KINDS` and a ``name``; which names exist is
+    checked when the pipeline is built (the registry lives with the components, in rag.stages)."""
+    if not isinstance(stages, list):
+        raise ConfigError(
+            f"{_path(where, '', 'stages')} must be a list, got {stages!r}; "
+            "write e.g. stages: [{kind: rerank, name: identity}]"
+        )
+    checked = []
+    for number, stage in enumerate(stages):
+        lead = _path(where, "", f"stages[{number}]")
+        if not isinstance(stage, Mapping):
+            raise ConfigError(
+                f"{lead} must be a mapping such as {{kind: rerank, name: identity}}, got {stage!r}"
+            )
+        kind, name = stage.get("kind"), stage.get("name")
+        if kind not in STAGE_KINDS:
+            raise ConfigError(f"{lead}.kind must be one of {', '.join(STAGE_KINDS)}, got {kind!r}")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{lead}.name must name a registered {kind} stage, got {name!r}")
+        checked.append(dict(stage))
+    return checked
 
 
 def load_config(path: str | Path) -> RagConfig:
