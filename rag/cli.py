@@ -50,7 +50,8 @@ def friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except RagError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # escape: messages quote user values (ids, paths, queries) that may look like rich markup
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
@@ -110,7 +111,7 @@ def index(
     from rag.pipelines import build_bundle
 
     summary = build_bundle(rag_config, corpus, out, progress=progress, report=report)
-    table = Table(title=f"index {summary.path}", show_header=False)
+    table = Table(title=Text(f"index {summary.path}"), show_header=False)
     table.add_row("documents", str(summary.documents))
     table.add_row("chunks", str(summary.chunks))
     table.add_row("indexes", ", ".join(summary.indexes))
@@ -120,7 +121,7 @@ def index(
         table.add_row(f"skipped ({reason})", str(count))
     console.print(table)
     for warning in summary.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -165,7 +166,7 @@ def add(
     for reason, count in sorted(summary.skipped.items()):
         console.print(f"skipped ({reason}): {count}")
     for warning in summary.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -279,7 +280,7 @@ def eval_command(
     output = output or _default_output()
     write_eval_outputs(results, output)
     print_eval_table(results, f"{dataset} ({split})")
-    console.print(f"run files and report.json written to {output}")
+    console.print(Text(f"run files and report.json written to {output}"))
 
 
 def run_evaluations(
@@ -305,7 +306,7 @@ def write_eval_outputs(results: list[Any], output: Path) -> None:
 
 
 def print_eval_table(results: list[Any], title: str) -> None:
-    table = Table(title=title)
+    table = Table(title=Text(title))
     table.add_column("config")
     metric_names = list(results[0].metrics) if results else []
     for name in metric_names:
@@ -382,7 +383,7 @@ def quickstart(
     results = run_evaluations([config], DEMO_DIR, "test", cache, progress=True)
     write_eval_outputs(results, out / "eval")
     print_eval_table(results, "demo corpus (test)")
-    console.print(f"report written to {out / 'eval'}")
+    console.print(Text(f"report written to {out / 'eval'}"))
 
 
 from rag.cli_chunks import register as _register_chunks  # noqa: E402  (registers `rag eval-chunks`)

@@ -19,6 +19,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from rag.core.errors import ConfigError
 from rag.core.models import DEFAULT_DENSE_MODEL
@@ -71,7 +73,8 @@ def eval_chunks(
     data = load_chunk_eval(dataset)
     err = Console(stderr=True)
     for problem in data.mismatches[:5]:
-        err.print(f"[yellow]warning:[/] reference does not match its corpus: {problem}", highlight=False)
+        shown = escape(str(problem))
+        err.print(f"[yellow]warning:[/] reference does not match its corpus: {shown}", highlight=False)
     if len(data.mismatches) > 5:
         err.print(f"[yellow]warning:[/] ... {len(data.mismatches) - 5} more mismatched references")
     encoder = DenseEncoder(model)
@@ -98,7 +101,7 @@ def eval_chunks(
         console = Console(width=max(console.width, 150))
     console.print(rich_table(records, title))
     console.print(rich_table(records, f"{title}, per corpus", per_corpus=True))
-    console.print(f"report.json and {', '.join(p.name for p in plots)} written to {output}")
+    console.print(Text(f"report.json and {', '.join(p.name for p in plots)} written to {output}"))
 
 
 def _chunker_configs(

@@ -365,3 +365,10 @@ def test_dense_query_prints_no_loading_bars(tmp_path, tiny_model_dir):
     result = runner.invoke(app, ["query", "--index", str(out), "--top-k", "1", "moon ocean"])
     assert result.exit_code == 0, result.output
     assert "Loading weights" not in result.output
+
+
+def test_error_quoting_markup_is_one_line_not_a_traceback(tmp_path, tiny_model_dir):
+    index = bm25_bundle(tmp_path, tiny_model_dir)
+    result = runner.invoke(app, ["delete", "--index", str(index), "[/]"])
+    assert result.exit_code == 2, result.output
+    assert "[/]" in result.output and "Traceback" not in result.output
