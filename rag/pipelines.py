@@ -11,7 +11,9 @@ import dataclasses
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,7 @@ from rag.core.config import RagConfig, load_config
 from rag.core.errors import ConfigError, IndexCorruptError
 from rag.core.readers import ReadReport, read_corpus
 from rag.core.validation import check_query, check_top_k
-from rag.encoders.components import QueryEncoder
 from rag.encoders.dense import DenseEncoder, join_title
-from rag.retrievers.bm25 import BM25Retriever
-from rag.retrievers.dense import DenseRetriever
-from rag.retrievers.hybrid import HybridRetriever
 
 
 @dataclass
@@ -164,15 +162,11 @@ def _write_build_summary(folder: Path, summary: BundleSummary) -> None:
     (folder / BUILD_SUMMARY).write_text(json.dumps(dataclasses.asdict(summary), indent=2), encoding="utf-8")
 
 
-def _bundle_sides(config: RagConfig) -> list[str]:
-    return [side for side, needed in (("dense", config.needs_dense), ("bm25", config.needs_bm25)) if needed]
-
-
 def _load_sides(index_dir: Path, config: RagConfig) -> dict[str, Any]:
     """Every index of a bundle, checked to hold the same chunks (a bundle written before bundle.json
     existed could have sides from different writes)."""
     sides: dict[str, Any] = {}
-    for side in _bundle_sides(config):
+    for side in config.sides:
         if side == "dense":
             sides[side] = load_index(index_dir / side, DenseEncoder(**encoder_settings(config)).fingerprint)
         else:
@@ -320,68 +314,141 @@ def load_bundle_config(index_dir: str | Path, notify: Notify | None = None) -> R
 
 
 def build_pipeline(config: RagConfig | str | Path | None, index_dir: str | Path) -> Pipeline:
-    """A ready retrieval pipeline over the bundle in ``index_dir``.
+    """A ready pipeline over the bundle in ``index_dir``: the config's retrieval stage, then its
+    ``stages``, each made by the builder registered for it (:mod:`rag.stages`).
 
     ``config`` defaults to the bundle's own ``config.yaml``; a different config may change query-time
-    settings (``top_k``, ``candidates``) but must use the encoder the bundle was built with: the dense
-    retriever checks the index manifest when the pipeline warms up. Run it with
-    ``pipeline.run({"query": text})`` (optionally ``"top_k"``) or :func:`retrieve`.
+    settings (``top_k``, ``candidates``, later stages) but must use the encoder the bundle was built
+    with: the dense retriever checks the index manifest when the pipeline warms up. Run it with
+    :func:`retrieve` or :func:`run_query`.
     """
+    from rag.stages import build_stages
+
     index_dir = Path(index_dir)
     if config is None:
         config = load_bundle_config(index_dir)
     elif not isinstance(config, RagConfig):
         config = load_config(config)
     present = read_bundle_manifest(index_dir)["sides"]
-    missing = [side for side in _bundle_sides(config) if side not in present]
+    missing = [side for side in config.sides if side not in present]
     if missing:
         raise ConfigError(
             f"config {config.name!r} (retrieval.mode {config.retrieval.mode}) needs the {', '.join(missing)} "
             f"index, but bundle {index_dir} holds only {', '.join(present) or 'none'}; query it with its own "
             "config, or build a bundle for this one with `rag index`"
         )
-    mode, top_k = config.retrieval.mode, config.retrieval.top_k
-    encoder = encoder_settings(config)
-    pipe = Pipeline()
-    if mode == "bm25":
-        pipe.add_component("retriever", BM25Retriever(str(index_dir / "bm25"), top_k=top_k))
-        return pipe
-    pipe.add_component(
-        "query_encoder",
-        QueryEncoder(
-            model=encoder["model"],
-            batch_size=encoder["batch_size"],
-            max_length=encoder["max_length"],
-            normalize=encoder["normalize"],
-            prefix=encoder["query_prefix"],
-        ),
-    )
-    if mode == "dense":
-        pipe.add_component(
-            "retriever", DenseRetriever(str(index_dir / "dense"), top_k=top_k, encoder=encoder)
-        )
-    else:
-        pipe.add_component(
-            "retriever",
-            HybridRetriever(
-                str(index_dir / "dense"),
-                str(index_dir / "bm25"),
-                top_k=top_k,
-                candidates=config.retrieval.candidates,
-                encoder=encoder,
-            ),
-        )
-    pipe.connect("query_encoder.embedding", "retriever.query_embedding")
-    return pipe
+    return build_stages(config, index_dir)
+
+
+@dataclass
+class QueryResult:
+    """What one query through a pipeline gave: the ranked documents of the last stage that produces
+    documents, the replies of a generator if the pipeline has one, and the seconds each stage took."""
+
+    documents: list[Document]
+    replies: list[Any] | None
+    stage_seconds: dict[str, float]
+
+
+def run_query(pipeline: Pipeline, query: str, top_k: int | None = None) -> QueryResult:
+    """Run one query through a pipeline, ours (built by :func:`build_pipeline`) or a user's own.
+
+    The query goes to every component with an unconnected ``query`` input. ``top_k`` goes where the
+    pipeline's query plan says (:mod:`rag.stages`: the result stage takes it, candidate stages fetch
+    ``max(top_k, depth)``); a pipeline without a plan gives it to every unconnected ``top_k`` input.
+    The result is read from the last component, in graph order, that outputs ``documents``.
+    """
+    query = check_query(query)
+    k = check_top_k(top_k) if top_k is not None else None
+    free = pipeline.inputs()
+    plan = pipeline.metadata.get("rag") if isinstance(pipeline.metadata, dict) else None
+    data: dict[str, dict[str, Any]] = {
+        name: {"query": query} for name, sockets in free.items() if "query" in sockets
+    }
+    if k is not None:
+        if plan:
+            takers = {name: k for name in plan["top_k"]}
+            takers.update({name: max(k, depth) for name, depth in plan["candidates"].items()})
+        else:
+            takers = {name: k for name, sockets in free.items() if "top_k" in sockets}
+        for name, depth in takers.items():
+            data.setdefault(name, {})["top_k"] = depth
+    documents_from = str(plan["output"]) if plan else str(_last_producer(pipeline, "documents"))
+    replies_from = _last_producer(pipeline, "replies", required=False)
+    wanted = {n for n in (documents_from, replies_from) if n is not None}
+    with stage_timer() as seconds:
+        result = pipeline.run(data, include_outputs_from=wanted)
+    replies = result.get(replies_from, {}).get("replies") if replies_from else None
+    return QueryResult(list(result[documents_from]["documents"]), replies, dict(seconds))
 
 
 def retrieve(pipeline: Pipeline, query: str, top_k: int | None = None) -> list[Document]:
-    """Run a pipeline built by :func:`build_pipeline` for one query and return its ranked documents."""
-    data: dict[str, Any] = {"query": check_query(query)}
-    if top_k is not None:
-        data["top_k"] = check_top_k(top_k)
-    result = pipeline.run(data)
-    return list(result["retriever"]["documents"])
+    """The ranked documents of one query (:func:`run_query`)."""
+    return run_query(pipeline, query, top_k).documents
+
+
+def _last_producer(pipeline: Pipeline, output: str, required: bool = True) -> str | None:
+    import networkx as nx  # haystack's own graph library
+
+    sockets = pipeline.outputs(include_components_with_connected_outputs=True)
+    producers = [name for name in nx.topological_sort(pipeline.graph) if output in sockets.get(name, {})]
+    if not producers:
+        if required:
+            raise ConfigError(f"the pipeline has no component with a {output!r} output to read results from")
+        return None
+    return producers[-1]
+
+
+_STAGE_SECONDS: ContextVar[dict[str, float] | None] = ContextVar("rag_stage_seconds", default=None)
+
+
+@contextmanager
+def stage_timer() -> Iterator[dict[str, float]]:
+    """Collect the seconds each pipeline component runs, within this block and this context only.
+
+    Haystack reports every component run to its tracer; ours forwards to whatever tracer was set
+    (so a user's tracing keeps working) and adds the timings of the current context.
+    """
+    from haystack import tracing
+
+    if not isinstance(tracing.tracer.actual_tracer, _StageTimer):
+        tracing.tracer.actual_tracer = _StageTimer(tracing.tracer.actual_tracer)
+    seconds: dict[str, float] = {}
+    token = _STAGE_SECONDS.set(seconds)
+    try:
+        yield seconds
+    finally:
+        _STAGE_SECONDS.reset(token)
+
+
+def _stage_timer_class() -> type:
+    from haystack import tracing
+
+    class StageTimer(tracing.Tracer):
+        def __init__(self, inner: tracing.Tracer) -> None:
+            self.inner = inner
+
+        @contextmanager
+        def trace(
+            self, operation_name: str, tags: dict[str, Any] | None = None, parent_span: Any = None
+        ) -> Iterator[Any]:
+            started = time.perf_counter()
+            try:
+                with self.inner.trace(operation_name, tags=tags, parent_span=parent_span) as span:
+                    yield span
+            finally:
+                seconds = _STAGE_SECONDS.get()
+                if seconds is not None and operation_name == "haystack.component.run":
+                    name = str((tags or {}).get("haystack.component.name"))
+                    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
+
+        def current_span(self) -> Any:
+            return self.inner.current_span()
+
+    return StageTimer
+
+
+_StageTimer = _stage_timer_class()
 
 
 # Haystack refuses to rebuild classes from modules outside its allowlist; these are ours, and trusted.
@@ -389,7 +456,7 @@ TRUSTED_MODULES = [
     "rag.encoders.components",
     "rag.retrievers.dense",
     "rag.retrievers.bm25",
-    "rag.retrievers.hybrid",
+    "rag.retrievers.ranking",
 ]
 
 
