@@ -25,7 +25,9 @@ Chunkers:
 - :class:`RecursiveChunker`: split on the first separator present (paragraphs, lines, sentences,
   words, characters), recurse into pieces still too long, then merge neighbouring pieces up to ``size``
   (LangChain's ``RecursiveCharacterTextSplitter`` method). Separators are kept, so no character is
-  lost: a separator's whitespace starts the next piece, the rest of it ends the previous one.
+  lost: by default a separator's whitespace starts the next piece and the rest of it ends the previous
+  one; ``separator_placement="start"`` puts all of it at the start of the next piece, and
+  ``preset="chroma"`` reproduces the chunks of Chroma's ``RecursiveTokenChunker``.
 - :class:`SemanticChunker`: recursive pieces of about ``piece_size`` tokens, embedded, then grouped into
   contiguous chunks of at most ``size`` tokens maximizing within-chunk similarity (the method of
   Chroma's ``ClusterSemanticChunker``).
@@ -45,7 +47,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from rag.core.config import check_chunk_overlap, check_chunking_config
+from rag.core.config import (
+    RECURSIVE_PRESETS,
+    SEPARATOR_PLACEMENTS,
+    SeparatorPreset,
+    check_chunk_overlap,
+    check_chunking_config,
+)
 from rag.core.errors import ConfigError
 from rag.core.models import DEFAULT_DENSE_MODEL
 from rag.core.readers import RESERVED_META_KEYS
@@ -168,31 +176,69 @@ class RecursiveChunker:
     :param size: maximum chunk length, in tokens or characters (``length``).
     :param overlap: at most this much of a chunk's end is repeated at the start of the next, in whole
         pieces (``0 <= overlap < size``).
-    :param separators: tried in order; ``""`` splits into single characters. A separator's whitespace
-        starts the piece after it, its other characters end the piece before it (see
-        :func:`_split_keeping`).
+    :param separators: tried in order; ``""`` splits into single characters. ``None``:
+        :data:`DEFAULT_SEPARATORS` (or the preset's).
     :param length: ``"tokens"`` (measured by ``tokenizer``) or ``"chars"``.
     :param tokenizer: token counter name, used when ``length == "tokens"``.
+    :param separator_placement: ``"end"`` (default): a separator's whitespace starts the piece after the
+        cut, its other characters end the piece before it, so ``". "`` leaves the period with its
+        sentence; ``"start"``: the whole separator starts the piece after the cut (LangChain's and
+        Chroma's ``keep_separator=True``). See :func:`_split_keeping`.
+    :param preset: a name in :data:`~rag.core.config.RECURSIVE_PRESETS` that sets separators and
+        placement (give neither then). ``"chroma"`` reproduces the chunks of Chroma's
+        ``RecursiveTokenChunker``: its separators ``["\\n\\n", "\\n", ".", "?", "!", " ", ""]``,
+        ``start`` placement, and its rule that only a piece *shorter* than ``size`` is kept whole.
+        ``benchmarks/chroma_chunker_parity.py`` compares the two on Chroma's corpora. Our own guarantees
+        still hold under the preset (exact offsets, no chunk over ``size``, no chunk inside the previous
+        one), where Chroma's code could differ only on text that breaks them.
+
+    >>> text = "Hi there. How are you? Fine."
+    >>> [c.text for c in RecursiveChunker(12, length="chars", separators=[". ", " "]).chunk(text)]
+    ['Hi there.', 'How are', 'you? Fine.']
+    >>> [c.text for c in RecursiveChunker(12, length="chars", preset="chroma").chunk(text)]
+    ['Hi there', '. How are', 'you', '? Fine', '.']
     """
 
     def __init__(
         self,
         size: int,
         overlap: int = 0,
-        separators: Sequence[str] = DEFAULT_SEPARATORS,
+        separators: Sequence[str] | None = None,
         length: str = "tokens",
         tokenizer: str = DEFAULT_TOKENIZER,
+        separator_placement: str | None = None,
+        preset: str | None = None,
     ) -> None:
         self.size = _check_size(size)
         self.overlap = _check_overlap(overlap, self.size)
+        if preset is not None:
+            if preset not in RECURSIVE_PRESETS:
+                raise ConfigError(f"unknown separator preset {preset!r}; allowed: {list(RECURSIVE_PRESETS)}")
+            if separators is not None or separator_placement is not None:
+                raise ConfigError(
+                    f"preset {preset!r} sets separators and their placement itself; give neither with it"
+                )
+            chosen = RECURSIVE_PRESETS[preset]
+        else:
+            chosen = SeparatorPreset(tuple(DEFAULT_SEPARATORS), "end")
+        separators = chosen.separators if separators is None else separators
         if isinstance(separators, str) or not separators or not all(isinstance(s, str) for s in separators):
             raise ConfigError(
                 f"separators must be a non-empty list of strings (e.g. {list(DEFAULT_SEPARATORS)}), "
                 f"got {separators!r}"
             )
+        placement = chosen.placement if separator_placement is None else separator_placement
+        if placement not in SEPARATOR_PLACEMENTS:
+            raise ConfigError(
+                f"separator_placement must be one of {list(SEPARATOR_PLACEMENTS)}, got {placement!r}"
+            )
         if length not in UNITS:
             raise ConfigError(f"length must be one of {list(UNITS)}, got {length!r}")
+        self.preset = preset
         self.separators = tuple(separators)
+        self.separator_placement = placement
+        # Longest piece kept whole when splitting; LangChain keeps only pieces shorter than size.
+        self._whole_piece_limit = self.size - 1 if chosen.shorter_than_size else self.size
         self.length = length
         self.tokenizer = tokenizer
         self._measure: Callable[[str], int] | None = None
@@ -212,8 +258,13 @@ class RecursiveChunker:
         }
         if self.length == "tokens":
             out["tokenizer"] = self.tokenizer
+        if self.preset is not None:
+            out["preset"] = self.preset
+            return out
         if self.separators != DEFAULT_SEPARATORS:
             out["separators"] = list(self.separators)
+        if self.separator_placement != "end":
+            out["separator_placement"] = self.separator_placement
         return out
 
     def chunk(self, text: str) -> list[Chunk]:
@@ -233,9 +284,9 @@ class RecursiveChunker:
         separator, finer = separators[index], separators[index + 1 :]
         out: list[tuple[int, int]] = []
         fitting: list[_Piece] = []
-        for piece_start, piece_end in _split_keeping(segment, separator, start):
+        for piece_start, piece_end in _split_keeping(segment, separator, start, self.separator_placement):
             length = self.measure(text[piece_start:piece_end])
-            if length <= self.size:
+            if length <= self._whole_piece_limit:
                 fitting.append(_Piece(piece_start, piece_end, length))
                 continue
             out.extend(self._merge(text, fitting, finer))
@@ -299,17 +350,27 @@ class RecursiveChunker:
         return out, keep_from
 
 
-def _split_keeping(segment: str, separator: str, offset: int) -> list[tuple[int, int]]:
+def _split_keeping(
+    segment: str, separator: str, offset: int, placement: str = "end"
+) -> list[tuple[int, int]]:
     """Spans of ``segment`` cut at every ``separator``, shifted by ``offset``; no character is lost.
 
-    The separator's leading non-whitespace characters end the piece before the cut and its whitespace
-    starts the piece after it: ``". "`` leaves the period with its sentence and the space with the next
-    one. BPE tokenizers attach spaces to the following word (``" word"`` is one token), so piece token
-    counts then add up to about the count of the joined text.
+    ``placement="end"``: the separator's leading non-whitespace characters end the piece before the cut
+    and its whitespace starts the piece after it: ``". "`` leaves the period with its sentence and the
+    space with the next one. BPE tokenizers attach spaces to the following word (``" word"`` is one
+    token), so piece token counts then add up to about the count of the joined text.
+    ``placement="start"``: the whole separator starts the piece after the cut (``"."`` of ``"a. b"`` gives
+    ``"a"``, ``". b"``), as LangChain's splitter with ``keep_separator=True``.
+
+    >>> _split_keeping("a. b", ". ", 0), _split_keeping("a. b", ". ", 0, "start")
+    ([(0, 2), (2, 4)], [(0, 1), (1, 4)])
     """
     if separator == "":
         return [(offset + i, offset + i + 1) for i in range(len(segment))]
-    keep_left = next((i for i, ch in enumerate(separator) if ch.isspace()), len(separator))
+    if placement == "start":
+        keep_left = 0
+    else:
+        keep_left = next((i for i, ch in enumerate(separator) if ch.isspace()), len(separator))
     cuts = [0]
     position = 0
     while (found := segment.find(separator, position)) != -1:
@@ -456,10 +517,15 @@ def make_chunker(config: Mapping[str, Any] | None) -> Chunker | None:
     if method == "fixed":
         return FixedTokenChunker(size, settings.get("overlap", 0), tokenizer)
     if method == "recursive":
-        separators = settings.get("separators") or DEFAULT_SEPARATORS
-        if unit == "chars":
-            return RecursiveChunker(size, settings.get("overlap", 0), separators, "chars")
-        return RecursiveChunker(size, settings.get("overlap", 0), separators, "tokens", tokenizer)
+        return RecursiveChunker(
+            size,
+            settings.get("overlap", 0),
+            settings.get("separators"),
+            unit,
+            tokenizer if unit == "tokens" else DEFAULT_TOKENIZER,
+            separator_placement=settings.get("separator_placement"),
+            preset=settings.get("preset"),
+        )
     model = settings.get("model", DEFAULT_DENSE_MODEL)
     return SemanticChunker(size, model, tokenizer, settings.get("piece_size", 50))
 

@@ -234,10 +234,32 @@ def _check_stopword_language(stopwords: str, name: str) -> None:
 
 CHUNKING_METHODS = ("none", "fixed", "recursive", "semantic")
 CHUNKING_UNITS = ("tokens", "chars")
+# Where the recursive chunker puts the characters of a separator it cuts at: "end" (ours) keeps a
+# separator's leading non-whitespace (the "." of ". ") with the piece before the cut and its whitespace
+# with the piece after; "start" (LangChain's keep_separator=True, used by Chroma) puts it all after.
+SEPARATOR_PLACEMENTS = ("end", "start")
+
+
+@dataclass(frozen=True)
+class SeparatorPreset:
+    """A recursive chunker's separators and placement, plus LangChain's rule for whole pieces:
+    ``shorter_than_size`` keeps a piece unsplit only when it is strictly shorter than ``size`` (LangChain
+    tests ``length < chunk_size``), where ours keeps any piece of at most ``size``."""
+
+    separators: tuple[str, ...]
+    placement: str
+    shorter_than_size: bool = False
+
+
+RECURSIVE_PRESETS: dict[str, SeparatorPreset] = {
+    # Chroma's RecursiveTokenChunker (chunking_evaluation), as run in "Evaluating Chunking Strategies".
+    "chroma": SeparatorPreset(("\n\n", "\n", ".", "?", "!", " ", ""), "start", shorter_than_size=True),
+}
 CHUNKING_KEYS: dict[str, tuple[str, ...]] = {
     "none": ("method",),
     "fixed": ("method", "size", "overlap", "unit", "tokenizer"),
-    "recursive": ("method", "size", "overlap", "unit", "tokenizer", "separators"),
+    "recursive": ("method", "size", "overlap", "unit", "tokenizer")
+    + ("separators", "separator_placement", "preset"),
     "semantic": ("method", "size", "unit", "tokenizer", "model", "piece_size"),
 }
 
@@ -247,7 +269,8 @@ class ChunkingConfig:
     """Declared types of the ``chunking`` section; :func:`rag.core.chunking.make_chunker` builds from it.
 
     ``tokenizer`` None means ``cl100k_base`` with unit
-    ``tokens``; ``separators`` None means the recursive chunker's own list.
+    ``tokens``; ``separators`` None means the recursive chunker's own list, and ``separator_placement``
+    None its own rule (``end``); ``preset`` names a set of both (:data:`RECURSIVE_PRESETS`).
     """
 
     # Required by every method but none; a declaration only, never built, so it may lack a default.
@@ -257,6 +280,10 @@ class ChunkingConfig:
     unit: str = "tokens"
     tokenizer: str | None = None
     separators: list[str] | None = field(default=None, metadata={"non_empty": True, "example": ["\n\n", " "]})
+    separator_placement: str | None = field(
+        default=None, metadata={"choices": SEPARATOR_PLACEMENTS, "hint": "where a split-off separator goes"}
+    )
+    preset: str | None = field(default=None, metadata={"choices": tuple(RECURSIVE_PRESETS)})
     model: str = DEFAULT_DENSE_MODEL
     piece_size: int = field(default=50, metadata=_POSITIVE)
 
@@ -314,6 +341,13 @@ def check_chunking_config(config: Any, where: str = "chunking config", prefix: s
         )
     if "overlap" in checked:
         check_chunk_overlap(checked["overlap"], size, lead)
+    if checked.get("preset") is not None:
+        given = [key for key in ("separators", "separator_placement") if checked.get(key) is not None]
+        if given:
+            raise ConfigError(
+                f"{lead}preset {checked['preset']!r} sets separators and their placement itself; "
+                f"remove {given} or the preset"
+            )
     piece_size = checked.get("piece_size", ChunkingConfig.piece_size)
     if method == "semantic" and piece_size > size:
         raise ConfigError(f"{lead}piece_size ({piece_size}) must not exceed size ({size})")

@@ -32,6 +32,16 @@ structured = st.lists(st.tuples(st.sampled_from(WORDS), st.sampled_from(SEPARATO
 )
 texts = st.one_of(st.text(max_size=300), structured)
 sizes = st.integers(min_value=1, max_value=40)
+# Recursive chunker options: the default, either placement with our or Chroma's separators, the preset.
+recursive_options = st.sampled_from(
+    [
+        {},
+        {"separator_placement": "start"},
+        {"separators": ["\n\n", "\n", ".", "?", "!", " ", ""], "separator_placement": "end"},
+        {"separators": ["\n", ". ", "a", ""], "separator_placement": "start"},
+        {"preset": "chroma"},
+    ]
+)
 FAST = settings(max_examples=50, deadline=None)
 
 
@@ -177,12 +187,57 @@ def test_recursive_token_chunks_fill_up_to_size() -> None:
     assert [counter.count(c.text) for c in chunks] == [100] * 10
 
 
+def test_recursive_separator_placement_end_and_start() -> None:
+    text = "Tea. Coffee? Milk and honey."
+    separators = [".", "?", " ", ""]
+
+    def pieces(placement: str) -> list[tuple[str, int, int]]:
+        chunker = RecursiveChunker(10, separators=separators, length="chars", separator_placement=placement)
+        return [(c.text, c.start, c.end) for c in chunker.chunk(text)]
+
+    # end: "." and "?" close their sentence, spaces open the next piece.
+    assert pieces("end") == [("Tea.", 0, 4), ("Coffee?", 5, 12), ("Milk and", 13, 21), ("honey.", 22, 28)]
+    # start: each separator opens the piece after it (". Coffee", "? Milk"), the last "." stands alone.
+    assert pieces("start") == [
+        ("Tea", 0, 3),
+        (". Coffee", 3, 11),
+        ("? Milk and", 11, 21),
+        ("honey", 22, 27),
+        (".", 27, 28),
+    ]
+
+
+def test_chroma_preset_keeps_only_pieces_shorter_than_size_whole() -> None:
+    chroma = RecursiveChunker(8, preset="chroma")
+    assert chroma.separators == ("\n\n", "\n", ".", "?", "!", " ", "")
+    assert chroma.separator_placement == "start"
+    # "\nSee the fit (red line)." is 8 cl100k tokens, as is the piece without its "." (")." is one token).
+    # Chroma's splitter keeps a piece whole only below the size, so the paragraph is cut again at "." and
+    # the "." is a chunk of its own; with the same separators and placement but our rule (at most size),
+    # the paragraph stays whole.
+    text = "Intro.\nSee the fit (red line)."
+    assert [c.text for c in chroma.chunk(text)] == ["Intro.", "See the fit (red line)", "."]
+    same_separators = RecursiveChunker(8, separators=chroma.separators, separator_placement="start")
+    assert [c.text for c in same_separators.chunk(text)] == ["Intro.", "See the fit (red line)."]
+
+
+def test_recursive_chunker_refuses_bad_separator_options() -> None:
+    with pytest.raises(ConfigError, match=r"unknown separator preset 'langchain'; allowed: \['chroma'\]"):
+        RecursiveChunker(10, preset="langchain")
+    with pytest.raises(ConfigError, match="preset 'chroma' sets separators"):
+        RecursiveChunker(10, preset="chroma", separator_placement="end")
+    with pytest.raises(ConfigError, match=r"placement must be one of \['end', 'start'\], got 'mid'"):
+        RecursiveChunker(10, separator_placement="mid")
+
+
 @pytest.mark.parametrize("length", ["tokens", "chars"])
-@given(text=texts, size=sizes, overlap=st.integers(min_value=0, max_value=39))
+@given(text=texts, size=sizes, overlap=st.integers(min_value=0, max_value=39), options=recursive_options)
 @FAST
-def test_recursive_chunks_exact_bounded_and_covering(length: str, text: str, size: int, overlap: int) -> None:
+def test_recursive_chunks_exact_bounded_and_covering(
+    length: str, text: str, size: int, overlap: int, options: dict
+) -> None:
     overlap = min(overlap, size - 1)
-    chunker = RecursiveChunker(size, overlap, length=length)
+    chunker = RecursiveChunker(size, overlap, length=length, **options)
     measure = len if length == "chars" else get_token_counter("cl100k_base").count
     chunks = chunker.chunk(text)
     check_exact(text, chunks)
@@ -195,12 +250,12 @@ def test_recursive_chunks_exact_bounded_and_covering(length: str, text: str, siz
             assert previous.end - following.start <= overlap
 
 
-@given(text=texts, size=sizes, overlap=st.integers(min_value=0, max_value=39))
+@given(text=texts, size=sizes, overlap=st.integers(min_value=0, max_value=39), options=recursive_options)
 @FAST
-def test_recursive_word_overlap_is_honoured(text: str, size: int, overlap: int) -> None:
+def test_recursive_word_overlap_is_honoured(text: str, size: int, overlap: int, options: dict) -> None:
     overlap = min(overlap, size - 1)
     words = get_token_counter("words")
-    chunks = RecursiveChunker(size, overlap, tokenizer="words").chunk(text)
+    chunks = RecursiveChunker(size, overlap, tokenizer="words", **options).chunk(text)
     check_exact(text, chunks)
     for chunk in chunks:
         assert words.count(chunk.text) <= size
@@ -270,9 +325,11 @@ def test_make_chunker_builds_each_method_and_round_trips() -> None:
         {"method": "fixed", "size": 500, "unit": "chars"},
         {"method": "recursive", "size": 200, "overlap": 20, "tokenizer": "words"},
         {"method": "recursive", "size": 800, "unit": "chars", "separators": ["\n\n", " ", ""]},
+        {"method": "recursive", "size": 300, "separators": ["\n", "."], "separator_placement": "start"},
+        {"method": "recursive", "size": 250, "overlap": 125, "preset": "chroma"},
         {"method": "semantic", "size": 200, "model": "some-model", "piece_size": 40},
     ]
-    kinds = [FixedTokenChunker, FixedTokenChunker, RecursiveChunker, RecursiveChunker, SemanticChunker]
+    kinds = [FixedTokenChunker, FixedTokenChunker] + [RecursiveChunker] * 4 + [SemanticChunker]
     for config, kind in zip(configs, kinds, strict=True):
         chunker = make_chunker(config)
         assert isinstance(chunker, kind) and isinstance(chunker, Chunker)
@@ -293,6 +350,16 @@ def test_make_chunker_builds_each_method_and_round_trips() -> None:
         ({"method": "fixed", "size": 10, "unit": "chars", "tokenizer": "words"}, r"applies only with unit"),
         ({"method": "semantic", "size": 10, "piece_size": 20}, r"piece_size \(20\) must not exceed size"),
         ({"method": "recursive", "size": 10, "separators": "\n"}, r"separators must be a non-empty list"),
+        (
+            {"method": "recursive", "size": 10, "separator_placement": "left"},
+            r"separator_placement must be one of end, start, got 'left'",
+        ),
+        ({"method": "recursive", "size": 10, "preset": "langchain"}, r"preset must be one of chroma"),
+        (
+            {"method": "recursive", "size": 10, "preset": "chroma", "separators": [" "]},
+            r"preset 'chroma' sets separators and their placement itself; remove \['separators'\]",
+        ),
+        ({"method": "fixed", "size": 10, "preset": "chroma"}, r"unknown chunking key\(s\) \['preset'\]"),
     ],
 )
 def test_make_chunker_refuses_bad_configs(config: dict, pattern: str) -> None:
