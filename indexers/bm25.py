@@ -11,6 +11,11 @@ On disk (see :mod:`indexers.manifest`)::
 
 ``bm25s`` indexes are static (document frequencies are baked into every score), so ``add`` and ``delete``
 re-index the stored documents.
+
+``embeddings()`` raises :class:`~indexers.base.UnsupportedOperationError`: BM25 holds no dense vectors,
+and a document's row of term weights, dense over the vocabulary, would be as large as the vocabulary.
+Feedback methods that need vectors (ColBERT-PRF) take a vector index; term-based feedback (RM3) would
+read the documents' text through ``get()``.
 """
 
 from __future__ import annotations
@@ -19,18 +24,23 @@ import json
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import bm25s
 import numpy as np
 import Stemmer
 from haystack import Document
 
+from indexers.base import UnsupportedOperationError
 from indexers.docstore import DOCUMENTS_FILE, DocStore, DocStoreBacked, id_list
 from indexers.manifest import REBUILD_HINT, read_manifest, verify_checksums, write_index_atomically
 from rag.core.config import BM25_DEFAULTS, check_bm25_params
 from rag.core.errors import ConfigError, IndexCorruptError
-from rag.encoders.dense import join_title
+from rag.core.validation import check_top_k
+from rag.encoders.dense import EncoderFingerprint, join_title
+
+if TYPE_CHECKING:
+    from indexers.base import Index
 
 BM25S_DIR = "bm25s"
 # One default per parameter, declared in rag.core.config.BM25Config (k1 1.2, b 0.75: see there).
@@ -69,41 +79,72 @@ class BM25Index(DocStoreBacked):
     """
 
     index_type = "bm25"
+    needs_encoder: ClassVar[bool] = False
+    #: BM25 needs no encoder: no fingerprint is recorded or checked.
+    fingerprint: EncoderFingerprint | None = None
 
     def __init__(self, params: dict[str, Any], docstore: DocStore, retriever: Any | None = None) -> None:
         self.params = params
         self._docstore = docstore
         self._stemmer = Stemmer.Stemmer(params["stemmer"]) if params["stemmer"] else None
         self._bm25 = retriever if retriever is not None else self._index_documents()
+        self._id_rank = _id_ranks(self._docstore.ids)
 
     @classmethod
-    def build(cls, documents: Sequence[Document], params: dict[str, Any] | None = None) -> BM25Index:
-        """Index ``documents``; duplicate ids raise :class:`ConfigError`."""
+    def check_params(
+        cls,
+        index_type: str,
+        params: dict[str, Any] | None,
+        n_documents: int,
+        fingerprint: EncoderFingerprint | None,
+    ) -> dict[str, Any]:
+        """:func:`resolve_params`; the corpus size and encoder do not matter to BM25."""
+        return resolve_params(params)
+
+    @classmethod
+    def build(
+        cls,
+        documents: Sequence[Document],
+        params: dict[str, Any] | None = None,
+        *,
+        embeddings: np.ndarray | None = None,
+        index_type: str = "bm25",
+        fingerprint: EncoderFingerprint | None = None,
+    ) -> BM25Index:
+        """Index ``documents``; duplicate ids raise :class:`ConfigError`.
+
+        ``embeddings``, ``index_type`` and ``fingerprint`` exist for the shared
+        :meth:`indexers.Index.build` signature: vectors are refused, the type must be ``bm25``.
+        """
+        _refuse_embeddings(embeddings)
+        if index_type != cls.index_type:
+            raise ConfigError(f"BM25Index builds index_type 'bm25', got {index_type!r}")
         return cls(resolve_params(params), DocStore(documents))
 
-    def add(self, documents: Sequence[Document]) -> None:
-        """Append documents and re-index (bm25s scores depend on the whole corpus)."""
+    def add(self, documents: Sequence[Document], embeddings: np.ndarray | None = None) -> None:
+        """Append documents and re-index (bm25s scores depend on the whole corpus). Vectors are refused."""
+        _refuse_embeddings(embeddings)
         self._docstore.check_new_ids(documents)
         if not documents:
             return
         self._docstore.add(documents)
-        self._bm25 = self._index_documents()
+        self._reindex()
 
     def delete(self, ids: Iterable[str]) -> int:
         """Remove documents and re-index; unknown ids raise ``UnknownDocumentError`` and nothing changes."""
         wanted = id_list(ids)
         removed = len(self._docstore.delete(wanted))
         if removed:
-            self._bm25 = self._index_documents()
+            self._reindex()
         return removed
 
     def search(self, queries: Sequence[str], top_k: int) -> list[list[tuple[str, float]]]:
         """For each query, up to ``top_k`` ``(document id, BM25 score)`` pairs, best first.
 
-        Only documents that contain at least one query term are returned; ties keep index order.
+        Only documents that contain at least one query term are returned. Exact score ties are ordered by
+        document id, ascending (every matching document is scored, so the cut-off sees the whole tie).
         """
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
-            raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
+        k = check_top_k(top_k)
         if isinstance(queries, str):
             raise ConfigError(f"queries must be a list of strings, got the string {queries!r}; wrap it in []")
         queries = list(queries)
@@ -122,9 +163,17 @@ class BM25Index(DocStoreBacked):
                 continue
             scores = self._bm25.get_scores_from_ids(token_ids)
             matched = np.unique(np.concatenate([indices[indptr[t] : indptr[t + 1]] for t in token_ids]))
-            order = matched[np.lexsort((matched, -scores[matched]))][:top_k]
+            order = matched[np.lexsort((self._id_rank[matched], -scores[matched]))][:k]
             results.append([(ids[row], float(scores[row])) for row in order])
         return results
+
+    def embeddings(self, ids: Sequence[str]) -> np.ndarray:
+        """Not available: BM25 holds no vectors (see the module docstring). Unknown ids are named first."""
+        self._docstore.positions(ids, action="get")
+        raise UnsupportedOperationError(
+            "index type 'bm25' holds no document vectors, so embeddings() is not available; use a dense "
+            "index (flat, hnsw or ivfpq) for methods that need stored vectors"
+        )
 
     def __repr__(self) -> str:
         return f"BM25Index(documents={len(self)}, method={self.params['method']!r})"
@@ -152,8 +201,11 @@ class BM25Index(DocStoreBacked):
         write_index_atomically(path, write_files)
 
     @classmethod
-    def load(cls, path: str | Path) -> BM25Index:
-        """Read a BM25 index folder, verifying checksums; :class:`IndexCorruptError` names a bad file."""
+    def load(cls, path: str | Path, fingerprint: EncoderFingerprint | None = None) -> BM25Index:
+        """Read a BM25 index folder, verifying checksums; :class:`IndexCorruptError` names a bad file.
+
+        ``fingerprint`` is ignored: BM25 is built without an encoder.
+        """
         folder = Path(path)
         manifest = read_manifest(folder)
         if manifest["index_type"] != cls.index_type:
@@ -187,6 +239,10 @@ class BM25Index(DocStoreBacked):
             show_progress=False,
         )
 
+    def _reindex(self) -> None:
+        self._bm25 = self._index_documents()
+        self._id_rank = _id_ranks(self._docstore.ids)
+
     def _index_documents(self) -> Any | None:
         if not len(self._docstore):
             return None
@@ -199,6 +255,21 @@ class BM25Index(DocStoreBacked):
         return retriever
 
 
+def _id_ranks(ids: list[str]) -> np.ndarray:
+    """rank[row] = position of the row's id in ascending id order: the tie-break key of a search."""
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids), dtype=np.int64)
+    return rank
+
+
+def _refuse_embeddings(embeddings: Any) -> None:
+    if embeddings is not None:
+        raise ConfigError(
+            "a bm25 index takes no embeddings (it scores words); pass only the documents, and BM25 "
+            "parameters as params=..."
+        )
+
+
 def _load_bm25s(folder: Path) -> Any:
     try:
         return bm25s.BM25.load(folder, load_corpus=False, mmap=False, allow_pickle=False, show_progress=False)
@@ -206,3 +277,7 @@ def _load_bm25s(folder: Path) -> Any:
         raise IndexCorruptError(
             f"index files in {folder} cannot be read by bm25s ({exc}). {REBUILD_HINT}"
         ) from exc
+
+
+if TYPE_CHECKING:
+    _implements: type[Index] = BM25Index  # mypy checks the protocol here

@@ -1,4 +1,7 @@
-"""Build an index folder from chunks in one call, and open any index folder by its manifest."""
+"""Build an index folder from chunks in one call, for any registered index type.
+
+:func:`load_index` (re-exported from :mod:`indexers.base`) opens any index folder by its manifest.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +16,14 @@ import numpy as np
 from haystack import Document
 from tqdm.auto import tqdm
 
-from indexers.bm25 import BM25Index
-from indexers.bm25 import resolve_params as resolve_bm25_params
-from indexers.dense import INDEX_TYPES as DENSE_TYPES
-from indexers.dense import DenseIndex, normalize_index_type
-from indexers.dense import resolve_params as resolve_dense_params
+from indexers.base import canonical_index_type, index_class, index_types, load_index
 from indexers.docstore import DocStore
-from indexers.manifest import check_index_target, read_manifest
+from indexers.manifest import check_index_target
 from rag.core.errors import ConfigError
 from rag.encoders.cache import cached_embeddings
 from rag.encoders.dense import DenseEncoder, EncoderFingerprint, join_title
 
-INDEX_TYPES = (*DENSE_TYPES, "bm25")
+__all__ = ["BuildSummary", "build_index", "directory_size", "encode_chunks", "load_index"]
 
 
 @dataclass
@@ -60,13 +59,15 @@ def build_index(
 ) -> BuildSummary:
     """Index ``chunks`` and save the folder ``out`` atomically (an index already there is replaced).
 
-    Dense types (``flat``, ``hnsw``, ``ivfpq``) encode ``join_title(meta["title"], content)`` with
+    The class registered for ``index_type`` (:func:`indexers.register_index`) builds the index. Types that
+    store vectors (``flat``, ``hnsw``, ``ivfpq``) encode ``join_title(meta["title"], content)`` with
     ``encoder``; ``bm25`` needs no encoder. Chunks without text are skipped and counted. Parameters and
     ids are checked before any encoding, so a bad config fails fast. ``embedding_cache``: a folder where
     vectors are kept between builds (see :mod:`rag.encoders.cache`).
     """
     start = time.perf_counter()
-    kind = _index_kind(index_type)
+    kind = canonical_index_type(index_type)
+    cls = index_class(kind)
     not_documents = [i for i, chunk in enumerate(chunks) if not isinstance(chunk, Document)]
     if not_documents:
         raise ConfigError(f"chunks must be haystack Document objects; items {not_documents[:10]} are not")
@@ -75,19 +76,20 @@ def build_index(
     DocStore().check_new_ids(kept)
     check_index_target(out)
 
-    index: DenseIndex | BM25Index
-    if kind == "bm25":
-        index = BM25Index.build(kept, resolve_bm25_params(params))
-    else:
+    fingerprint = None
+    if cls.needs_encoder:
         if encoder is None:
+            plain = [name for name in index_types() if not index_class(name).needs_encoder]
             raise ConfigError(
-                f"index_type {kind!r} is dense and needs an encoder (DenseEncoder); "
-                f"only 'bm25' builds without one"
+                f"index_type {kind!r} stores vectors and needs an encoder (DenseEncoder, encoder=...); "
+                f"only {plain} build without one"
             )
         fingerprint = encoder.fingerprint
-        resolved = resolve_dense_params(kind, params, len(kept), fingerprint.dimension)
+    resolved = cls.check_params(kind, params, len(kept), fingerprint)  # before encoding: fail fast
+    vectors = None
+    if encoder is not None and cls.needs_encoder:
         vectors = encode_chunks(encoder, kept, fingerprint, progress=progress, cache_dir=embedding_cache)
-        index = DenseIndex.build(kept, vectors, fingerprint, kind, resolved)
+    index = cls.build(kept, embeddings=vectors, index_type=kind, params=resolved, fingerprint=fingerprint)
     index.save(out)
     return BuildSummary(
         documents=documents if documents is not None else len(kept),
@@ -135,17 +137,6 @@ def _encode(
     return out
 
 
-def load_index(path: str | Path, fingerprint: EncoderFingerprint | None = None) -> DenseIndex | BM25Index:
-    """Open the index folder at ``path`` as the type its manifest names.
-
-    ``fingerprint`` (the query encoder's) is checked against dense indexes and ignored for BM25.
-    """
-    manifest = read_manifest(path)
-    if manifest["index_type"] == BM25Index.index_type:
-        return BM25Index.load(path)
-    return DenseIndex.load(path, fingerprint)
-
-
 def directory_size(path: str | Path) -> int:
     """Total size in bytes of the regular files under ``path`` (symlinks are not followed)."""
     root = Path(path)
@@ -158,15 +149,6 @@ def directory_size(path: str | Path) -> int:
             if not file_path.is_symlink():
                 total += file_path.stat().st_size
     return total
-
-
-def _index_kind(index_type: str) -> str:
-    if isinstance(index_type, str) and index_type.strip().lower() == "bm25":
-        return "bm25"
-    try:
-        return normalize_index_type(index_type)
-    except ConfigError:
-        raise ConfigError(f"index_type must be one of {list(INDEX_TYPES)}, got {index_type!r}") from None
 
 
 def _title(chunk: Document) -> str | None:

@@ -20,18 +20,22 @@ import math
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import faiss
 import numpy as np
 from haystack import Document
 
+from indexers.base import ranked
 from indexers.docstore import DOCUMENTS_FILE, DocStore, DocStoreBacked, id_list
 from indexers.manifest import REBUILD_HINT, read_manifest, verify_checksums, write_index_atomically
 from rag.core.config import DENSE_INDEX_DEFAULTS, check_index_params
 from rag.core.errors import ConfigError, EncoderMismatchError, IndexCorruptError, RagError
-from rag.core.validation import positive_int
+from rag.core.validation import check_top_k, positive_int
 from rag.encoders.dense import EncoderFingerprint
+
+if TYPE_CHECKING:
+    from indexers.base import Index
 
 INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 FAISS_FILE = "index.faiss"
@@ -43,6 +47,8 @@ DEFAULT_PARAMS: dict[str, dict[str, int | None]] = DENSE_INDEX_DEFAULTS
 # FAISS's k-means warns below 39 training points per centroid; we size nlist to stay above it.
 MIN_POINTS_PER_CENTROID = 39
 DEFAULT_NPROBE = 16
+# faiss's bundled stubs do not declare DirectMap (label -> code lookup of IVF indexes).
+_DIRECT_MAP: Any = vars(faiss)["DirectMap"]
 
 
 def normalize_index_type(index_type: str) -> str:
@@ -102,7 +108,8 @@ def resolve_params(
 class DenseIndex(DocStoreBacked):
     """Documents and their vectors in a FAISS index, searched by inner product.
 
-    Build with :meth:`build` or read with :meth:`load`; the constructor is internal.
+    Build with :meth:`build` or read with :meth:`load`; the constructor is internal. Implements
+    :class:`indexers.Index` for the types ``flat``, ``hnsw`` and ``ivfpq``.
 
     >>> import numpy as np
     >>> from haystack import Document
@@ -111,7 +118,11 @@ class DenseIndex(DocStoreBacked):
     >>> index = DenseIndex.build(docs, np.eye(2, 4, dtype="float32"), fp)
     >>> index.search(np.array([[0, 1, 0, 0]], dtype="float32"), top_k=1)
     [[('b', 1.0)]]
+    >>> index.embeddings(["b"])
+    array([[0., 1., 0., 0.]], dtype=float32)
     """
+
+    needs_encoder: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -133,37 +144,56 @@ class DenseIndex(DocStoreBacked):
     # ---------------------------------------------------------------- construction
 
     @classmethod
+    def check_params(
+        cls,
+        index_type: str,
+        params: dict[str, Any] | None,
+        n_documents: int,
+        fingerprint: EncoderFingerprint | None,
+    ) -> dict[str, Any]:
+        """:func:`resolve_params` for ``n_documents`` vectors of the encoder ``fingerprint``."""
+        dimension = _required(fingerprint, "fingerprint").dimension
+        return resolve_params(index_type, params, n_documents, dimension)
+
+    @classmethod
     def build(
         cls,
         documents: Sequence[Document],
-        embeddings: np.ndarray,
-        fingerprint: EncoderFingerprint,
+        embeddings: np.ndarray | None = None,
+        fingerprint: EncoderFingerprint | None = None,
         index_type: str = "flat",
         params: dict[str, Any] | None = None,
     ) -> DenseIndex:
-        """Index ``documents`` with their ``embeddings`` (row ``i`` belongs to document ``i``)."""
+        """Index ``documents`` with their ``embeddings`` (row ``i`` belongs to document ``i``).
+
+        ``embeddings`` and ``fingerprint`` (the encoder that made them) are required; they default to
+        None only so that every index type shares one :meth:`indexers.Index.build` signature.
+        """
         kind = normalize_index_type(index_type)
+        fp = _required(fingerprint, "fingerprint")
         docstore = DocStore(documents)
-        vectors = _as_matrix(embeddings, fingerprint, rows=len(docstore), name="embeddings")
-        resolved = resolve_params(kind, params, len(vectors), fingerprint.dimension)
-        index = _new_faiss_index(kind, resolved, fingerprint.dimension)
+        vectors = _as_matrix(_required(embeddings, "embeddings"), fp, rows=len(docstore), name="embeddings")
+        resolved = resolve_params(kind, params, len(vectors), fp.dimension)
+        index = _new_faiss_index(kind, resolved, fp.dimension)
         if kind == "ivfpq":
             _train_ivfpq(index, vectors, resolved)
         labels = np.arange(len(vectors), dtype=np.int64)
         if len(vectors):
             index.add_with_ids(vectors, labels)
-        return cls(kind, resolved, fingerprint, index, labels, docstore)
+        return cls(kind, resolved, fp, index, labels, docstore)
 
     # ---------------------------------------------------------------- updates
 
-    def add(self, documents: Sequence[Document], embeddings: np.ndarray) -> None:
-        """Append documents and their vectors. Duplicate or existing ids raise :class:`ConfigError`.
+    def add(self, documents: Sequence[Document], embeddings: np.ndarray | None = None) -> None:
+        """Append documents and their vectors (required). Repeated or existing ids raise :class:`ConfigError`.
 
         IVF-PQ encodes new vectors with the codebooks trained at build time; if the new documents differ
         a lot from the original corpus, rebuilding gives better recall.
         """
         self._docstore.check_new_ids(documents)
-        vectors = _as_matrix(embeddings, self.fingerprint, rows=len(documents), name="embeddings")
+        vectors = _as_matrix(
+            _required(embeddings, "embeddings"), self.fingerprint, rows=len(documents), name="embeddings"
+        )
         if not len(vectors):
             return
         start = int(self._labels[-1]) + 1 if len(self._labels) else 0
@@ -196,7 +226,7 @@ class DenseIndex(DocStoreBacked):
         else:
             # Flat and IVF-PQ remove vectors in place (IVF-PQ keeps only lossy codes, so it could not be
             # rebuilt exactly anyway).
-            removed = int(self._index.remove_ids(faiss.IDSelectorBatch(doomed)))
+            removed = int(self._index.remove_ids(_id_selector(self._index, doomed)))
             if removed != len(doomed):
                 raise RagError(
                     f"FAISS removed {removed} vectors instead of {len(doomed)}; the index is inconsistent. "
@@ -211,27 +241,56 @@ class DenseIndex(DocStoreBacked):
     def search(self, query_embeddings: np.ndarray, top_k: int) -> list[list[tuple[str, float]]]:
         """For each query row, up to ``top_k`` ``(document id, inner product)`` pairs, best first.
 
+        Exact score ties are ordered by document id, ascending, also at the cut-off: FAISS returns equal
+        scores in no defined order, so one more hit than ``top_k`` is fetched, and while the last fetched
+        hit still ties the ``top_k``-th, the fetch doubles, until the whole tie is in hand; then the hits
+        are sorted by (score descending, id) and cut. Without ties this costs one extra hit per query.
+
         Fewer than ``top_k`` come back when the index holds fewer documents (or, for IVF-PQ, when the
         probed lists hold fewer).
         """
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0:
-            raise ConfigError(f"top_k must be a positive integer, got {top_k!r}")
+        k = check_top_k(top_k)
         queries = _as_matrix(query_embeddings, self.fingerprint, rows=None, name="query_embeddings")
-        if not len(queries) or not len(self):
+        size = len(self)
+        if not len(queries) or not size:
             return [[] for _ in range(len(queries))]
-        scores, labels = self._index.search(queries, min(top_k, len(self)))
+        fetch = min(k + 1, size)
+        scores, labels = self._index.search(queries, fetch)
+        while fetch < size and _tie_runs_past(scores, labels, k):
+            fetch = min(2 * fetch, size)
+            scores, labels = self._index.search(queries, fetch)
         rows = np.searchsorted(self._labels, labels)
         ids = self._docstore.ids
-        results: list[list[tuple[str, float]]] = []
-        for q_rows, q_labels, q_scores in zip(rows, labels, scores, strict=True):
-            results.append(
-                [
+        return [
+            ranked(
+                (
                     (ids[row], float(score))
                     for row, label, score in zip(q_rows, q_labels, q_scores, strict=True)
                     if label >= 0
-                ]
+                ),
+                k,
             )
-        return results
+            for q_rows, q_labels, q_scores in zip(rows, labels, scores, strict=True)
+        ]
+
+    def embeddings(self, ids: Sequence[str]) -> np.ndarray:
+        """The stored vectors of these documents, a (len(ids), dimension) float32 matrix in the order asked.
+
+        ``flat`` and ``hnsw`` store vectors exactly. ``ivfpq`` keeps only product-quantizer codes, so its
+        rows are reconstructions: approximate, as close to the originals as the codes allow. Unknown ids
+        raise :class:`UnknownDocumentError`; an id asked twice gets its row twice.
+        """
+        if isinstance(ids, str):
+            raise ConfigError(f"expected a list of document ids, got the string {ids!r}; wrap it: [{ids!r}]")
+        wanted = list(ids)
+        self._docstore.positions(wanted, action="get")  # names every unknown id
+        if not wanted:
+            return np.zeros((0, self.fingerprint.dimension), dtype=np.float32)
+        labels = self._labels[[self._docstore.position(doc_id) for doc_id in wanted]]
+        if self.index_type == "ivfpq" and self._index.direct_map.type == _DIRECT_MAP.NoMap:
+            # IVF lists are searched by list, not by label; a hash table from label to code is built once.
+            self._index.set_direct_map_type(_DIRECT_MAP.Hashtable)
+        return np.asarray(self._index.reconstruct_batch(labels), dtype=np.float32)
 
     def __repr__(self) -> str:
         return (
@@ -308,6 +367,28 @@ class DenseIndex(DocStoreBacked):
 
 
 # -------------------------------------------------------------------- helpers
+
+
+def _required(value: Any, name: str) -> Any:
+    if value is None:
+        raise ConfigError(
+            f"a dense index needs {name}: pass the document vectors (embeddings=...) and the fingerprint "
+            f"of the encoder that made them (fingerprint=...); indexers.build_index(encoder=...) does both"
+        )
+    return value
+
+
+def _tie_runs_past(scores: np.ndarray, labels: np.ndarray, top_k: int) -> bool:
+    """Whether some query's last fetched hit scores the same as its ``top_k``-th: more may tie unseen."""
+    full = labels[:, -1] >= 0  # a list with -1 padding already holds every hit the search can find
+    return bool((full & (scores[:, -1] == scores[:, top_k - 1])).any())
+
+
+def _id_selector(index: Any, labels: np.ndarray) -> Any:
+    # FAISS removes through an IVF hash-table direct map only by an explicit array of ids.
+    if getattr(index, "direct_map", None) is not None and index.direct_map.type == _DIRECT_MAP.Hashtable:
+        return faiss.IDSelectorArray(labels)
+    return faiss.IDSelectorBatch(labels)
 
 
 def _check_keys(kind: str, params: Any) -> dict[str, Any]:
@@ -459,3 +540,7 @@ def _check_consistent(
             )
     if problems:
         raise IndexCorruptError(f"index at {folder} is inconsistent: {'; '.join(problems)}. {REBUILD_HINT}")
+
+
+if TYPE_CHECKING:
+    _implements: type[Index] = DenseIndex  # mypy checks the protocol here

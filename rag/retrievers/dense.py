@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from haystack import Document, component
@@ -11,10 +11,14 @@ from rag.core.errors import ConfigError
 from rag.encoders.dense import DenseEncoder, EncoderFingerprint
 from rag.retrievers.base import IndexBackedRetriever, RetrieverOutput
 
+if TYPE_CHECKING:
+    from indexers.dense import DenseIndex
 
+
+# The index class is named as a string: importing it here would load FAISS with this module.
 @component
-class DenseRetriever(IndexBackedRetriever):
-    """Top-k documents by inner product with a query embedding.
+class DenseRetriever(IndexBackedRetriever["DenseIndex"]):
+    """Top-k documents by inner product with a query embedding; exact score ties ordered by id.
 
     :param index_path: folder written by ``rag index`` / :class:`indexers.DenseIndex`.
     :param encoder: the query encoder's settings (``DenseEncoder`` arguments). When given, loading the
@@ -26,6 +30,11 @@ class DenseRetriever(IndexBackedRetriever):
         IndexBackedRetriever.__init__(self, index_path, top_k)
         self.encoder = encoder
 
+    def _index_class(self) -> type[DenseIndex]:
+        from indexers.dense import DenseIndex
+
+        return DenseIndex
+
     def _fingerprint(self) -> EncoderFingerprint | None:
         return DenseEncoder(**self.encoder).fingerprint if self.encoder else None
 
@@ -33,11 +42,11 @@ class DenseRetriever(IndexBackedRetriever):
     def run(self, query_embedding: list[float], top_k: int | None = None) -> RetrieverOutput:
         k = self._top_k(top_k)
         vector = np.asarray(query_embedding, dtype=np.float32).reshape(1, -1)
-        dimension = self.index.fingerprint.dimension  # type: ignore[union-attr]
+        dimension = self.index.fingerprint.dimension
         if vector.shape[1] != dimension:
             raise ConfigError(
                 f"query embedding has {vector.shape[1]} dimensions but the index at {self.index_path} "
                 f"holds {dimension}-d vectors; embed queries with the encoder the index was built with"
             )
-        hits = self.index.search(vector, k)[0]  # type: ignore[arg-type]
+        hits = self.index.search(vector, k)[0]
         return {"documents": self._documents(hits)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import warnings
 
 import numpy as np
@@ -12,9 +11,8 @@ from haystack import Document
 
 from indexers.build import load_index
 from indexers.dense import DenseIndex, resolve_params
-from indexers.docstore import UnknownDocumentError
 from indexers.manifest import read_manifest
-from rag.core.errors import ConfigError, EncoderMismatchError, IndexCorruptError
+from rag.core.errors import ConfigError, EncoderMismatchError
 
 FP_DIM = 32
 N = 600  # enough for IVF-PQ to train 256 centroids per sub-quantizer
@@ -76,46 +74,52 @@ def test_approximate_indexes_find_each_vector_itself(fp, kind):
 
 
 @pytest.mark.parametrize("kind", TYPES)
-def test_save_load_add_delete_round_trip(fp, kind, tmp_path):
+def test_updates_at_full_size_keep_search_and_manifest_consistent(fp, kind, tmp_path):
+    # The shared suite (indexers.testing) covers round trip, add and delete on a small corpus; here IVF-PQ
+    # is trained on enough vectors for its default nbits, and the counts in the manifest are checked.
     index, vectors = build(fp, kind)
     path = tmp_path / "idx"
     index.save(path)
     loaded = DenseIndex.load(path, fp)
-    assert len(loaded) == N and loaded.index_type == kind and loaded.params == index.params
-    queries = vectors[:15]
-    assert loaded.search(queries, 5) == index.search(queries, 5)
-    assert loaded.get(["d3"])[0].meta == {"title": "T3", "n": 3}
-
-    deleted = ["d0", "d5", "d599", "d5"]  # a repeat counts once
-    assert loaded.delete(deleted) == 3
-    new_docs = make_docs(4, prefix="new")
+    assert loaded.params == index.params and loaded.search(vectors[:15], 5) == index.search(vectors[:15], 5)
+    assert loaded.delete(["d0", "d5", "d599"]) == 3
     new_vectors = unit_vectors(4, seed=99)
-    loaded.add(new_docs, new_vectors)
+    loaded.add(make_docs(4, prefix="new"), new_vectors)
     loaded.save(path)
-
     again = DenseIndex.load(path, fp)
-    assert len(again) == N - 3 + 4
     assert again.ids[:3] == ["d1", "d2", "d3"] and again.ids[-4:] == ["new0", "new1", "new2", "new3"]
-    everything = again.search(np.vstack([vectors[[0, 5, 599]], new_vectors]), top_k=len(again))
-    for hits in everything:
-        assert not {"d0", "d5", "d599"} & set(top_ids(hits))
-    for k, hits in enumerate(everything[3:]):
+    for k, hits in enumerate(again.search(new_vectors, top_k=5)):
         assert top_ids(hits)[0] == f"new{k}"
-    with pytest.raises(UnknownDocumentError):
-        again.get(["d0"])
-    manifest = read_manifest(path)
-    assert manifest["counts"] == {"documents": N + 1, "vectors": N + 1}
+    assert read_manifest(path)["counts"] == {"documents": N + 1, "vectors": N + 1}
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
-def test_delete_everything_then_add(fp, kind, tmp_path):
-    index, _ = build(fp, kind, n=5)
-    assert index.delete(index.ids) == 5
-    assert len(index) == 0 and index.search(unit_vectors(2, 1), 3) == [[], []]
-    index.save(tmp_path / "empty")
-    index = DenseIndex.load(tmp_path / "empty")
-    index.add(make_docs(2, "x"), unit_vectors(2, 3))
-    assert sorted(top_ids(index.search(unit_vectors(1, 3), 5)[0])) == ["x0", "x1"]
+def test_a_large_tie_is_fetched_whole_before_the_cut(fp):
+    # 30 identical vectors inserted in descending id order: one extra hit is not enough, the fetch doubles.
+    twin = unit_vectors(1, seed=3)
+    others = unit_vectors(20, seed=4)
+    docs = [Document(id=f"t{i:02d}", content="same") for i in reversed(range(30))] + make_docs(20, "o")
+    index = DenseIndex.build(docs, np.vstack([np.repeat(twin, 30, axis=0), others]), fp, "flat")
+    tied, plain = index.search(np.vstack([twin, others[:1]]), top_k=3)
+    assert top_ids(tied) == ["t00", "t01", "t02"]
+    assert top_ids(plain)[0] == "o0"
+    assert top_ids(index.search(twin, top_k=31)[0])[:30] == [f"t{i:02d}" for i in range(30)]
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_embeddings_survive_deletes_and_reloads(fp, kind, tmp_path):
+    index, vectors = build(fp, kind)
+    before = index.embeddings(["d1", "d7"])  # for IVF-PQ this builds its label -> code map
+    if kind == "ivfpq":  # reconstructions from 8-bit codes: close, not equal
+        assert (np.sum(before * vectors[[1, 7]], axis=1) > 0.7).all()
+    else:
+        np.testing.assert_array_equal(before, vectors[[1, 7]])
+    assert index.delete(["d0", "d5"]) == 2
+    np.testing.assert_array_equal(index.embeddings(["d1", "d7"]), before)
+    index.save(tmp_path / "idx")
+    loaded = DenseIndex.load(tmp_path / "idx")
+    np.testing.assert_array_equal(loaded.embeddings(["d7", "d1"]), before[::-1])
+    assert loaded.delete(["d1"]) == 1
+    np.testing.assert_array_equal(loaded.embeddings(["d7"]), before[1:])
 
 
 def test_manifest_records_encoder_type_params_and_counts(fp, tmp_path):
@@ -145,36 +149,16 @@ def test_query_encoder_mismatch_names_the_field(fp, tmp_path):
         load_index(tmp_path / "idx", EncoderFingerprint("tiny", FP_DIM, "cls", True, 128))
 
 
-@pytest.mark.parametrize("name", ["index.faiss", "labels.npy", "documents.jsonl"])
-def test_corrupted_or_missing_file_is_named(fp, tmp_path, name):
-    index, _ = build(fp, "flat", n=5)
-    path = tmp_path / "idx"
-    index.save(path)
-    target = path / name
-    data = bytearray(target.read_bytes())
-    data[-1] ^= 0xFF
-    target.write_bytes(bytes(data))
-    escaped = re.escape(name)
-    with pytest.raises(IndexCorruptError, match=rf"{escaped}.*[Rr]ebuild"):
-        DenseIndex.load(path)
-    target.unlink()
-    with pytest.raises(IndexCorruptError, match=rf"{escaped} is missing"):
-        DenseIndex.load(path)
-
-
 def test_argument_errors(fp):
     index, _ = build(fp, "flat", n=5)
     with pytest.raises(ConfigError, match=r"'d1', 'd2'"):
         index.add(make_docs(3), unit_vectors(3, 1))
     with pytest.raises(ConfigError, match="'z'"):
         index.add([Document(id="z", content="a"), Document(id="z", content="b")], unit_vectors(2, 1))
-    with pytest.raises(UnknownDocumentError, match="'nope'.*Nothing was deleted"):
-        index.delete(["d1", "nope"])
-    assert len(index) == 5  # the valid id in the failed call was not deleted
-    with pytest.raises(ConfigError, match="list of document ids"):
-        index.delete("d1")
-    with pytest.raises(ConfigError, match="top_k"):
-        index.search(unit_vectors(1, 1), top_k=0)
+    with pytest.raises(ConfigError, match="needs embeddings"):
+        DenseIndex.build(make_docs(2), None, fp)
+    with pytest.raises(ConfigError, match="needs fingerprint"):
+        DenseIndex.build(make_docs(2), unit_vectors(2, 1))
     with pytest.raises(EncoderMismatchError, match="dimension 16"):
         index.search(np.ones((1, 16), dtype=np.float32), top_k=1)
     with pytest.raises(ConfigError, match="reshape"):

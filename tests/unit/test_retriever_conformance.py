@@ -76,3 +76,41 @@ def test_bad_construction_fails_early(kind, bundle):
             BM25Retriever(str(path / "bm25"), top_k=0)
         else:
             HybridRetriever(str(path / "dense"), str(path / "bm25"), top_k=0)
+
+
+def test_retrievers_over_one_index_share_one_loaded_copy(bundle):
+    path, encoder = bundle
+    first = DenseRetriever(str(path / "dense"), top_k=2, encoder=encoder)
+    second = DenseRetriever(str(path / "dense"), top_k=5)
+    first.warm_up()
+    second.warm_up()
+    assert first.index is second.index
+    assert BM25Retriever(str(path / "bm25")).index is BM25Retriever(str(path / "bm25"), top_k=3).index
+
+
+def test_a_retriever_refuses_the_other_kind_of_index(bundle):
+    path, encoder = bundle
+    with pytest.raises(ConfigError, match=r"DenseRetriever cannot search .*'bm25' index.*DenseIndex"):
+        DenseRetriever(str(path / "bm25"), encoder=encoder).warm_up()
+    with pytest.raises(ConfigError, match=r"BM25Retriever cannot search .*'flat' index.*BM25Index"):
+        BM25Retriever(str(path / "dense")).warm_up()
+
+
+@pytest.mark.parametrize("kind", ["dense", "bm25"])
+def test_exact_ties_come_back_in_id_order(kind, tmp_path, tiny_model_dir):
+    # Duplicate texts (as in chunked corpora) score exactly the same; their order must not depend on FAISS.
+    twins = ["t5", "t2", "t9", "t0"]
+    rows = [{"id": i, "text": "the very same sentence twice"} for i in twins]
+    rows += [{"id": f"o{i}", "text": f"other words number {i}"} for i in range(4)]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("\n".join(json.dumps(row) for row in rows))
+    config = RagConfig.from_dict({"encoder": {"model": str(tiny_model_dir)}, "retrieval": {"mode": kind}})
+    build_bundle(config, corpus, tmp_path / "idx", progress=False)
+    query = "the very same sentence twice"
+    if kind == "dense":
+        retriever = DenseRetriever(str(tmp_path / "idx" / "dense"), top_k=2)
+        embedding = QueryEncoder(model=str(tiny_model_dir)).run(query)["embedding"]
+        docs = retriever.run(query_embedding=embedding)["documents"]
+    else:
+        docs = BM25Retriever(str(tmp_path / "idx" / "bm25"), top_k=2).run(query=query)["documents"]
+    assert [d.id for d in docs] == ["t0", "t2"] and docs[0].score == docs[1].score
