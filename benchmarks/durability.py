@@ -783,6 +783,8 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "strace": strace[0] if strace else "",
+        # Other work on the machine slows every process start; the random kill moments scale with it.
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
 
 
