@@ -1,6 +1,6 @@
 """Evaluation: data sets (BEIR, chunk-excerpt sets), document-level IR metrics (via ir_measures),
 token-level span metrics (Chroma's recall / precision / IoU / Precision-Omega), excerpt location and
-synthetic question generation.
+synthetic question generation (through the LLM client of :mod:`rag.core.llm`).
 
 Imports only ``rag.core`` and ``rag.encoders`` from this project.
 """
@@ -17,24 +17,15 @@ from evaluation.datasets import (
 from evaluation.ir import DEFAULT_METRICS, Qrels, Run, evaluate, evaluate_per_query, metric_display_name
 from evaluation.locate import locate_excerpt
 from evaluation.spans import Span, SpanReport, evaluate_spans, precision_omega, span_metrics
-from evaluation.synthetic import (
-    ChatClient,
-    ChatEndpointError,
-    GenerationReport,
-    OpenAICompatibleClient,
-    generate_questions,
-)
+from evaluation.synthetic import GenerationReport, generate_questions
 
 __all__ = [
     "DEFAULT_METRICS",
     "BeirDataset",
-    "ChatClient",
-    "ChatEndpointError",
     "ChunkEvalSet",
     "Excerpt",
     "ExcerptQuestion",
     "GenerationReport",
-    "OpenAICompatibleClient",
     "Qrels",
     "Run",
     "Span",

@@ -19,8 +19,9 @@ An attempt is dropped, and counted in ``GenerationReport.dropped`` under its rea
 - ``poor_excerpt``: only with an ``encoder`` and ``min_reference_similarity`` set: the least similar
   reference has cosine to the question below it (Chroma's ``filter_poor_excerpts``, 0.36 there).
 
-The LLM is anything with ``complete(messages) -> str`` (:class:`ChatClient`); :class:`OpenAICompatibleClient`
-talks to any OpenAI-compatible ``/chat/completions`` endpoint (OpenAI, vLLM, llama.cpp, Ollama, ...).
+The LLM is anything with ``complete(messages) -> str`` (:class:`rag.core.llm.ChatClient`);
+:class:`rag.core.llm.OpenAICompatibleClient` talks to any OpenAI-compatible ``/chat/completions``
+endpoint (OpenAI, vLLM, llama.cpp, Ollama, ...).
 """
 
 from __future__ import annotations
@@ -31,24 +32,20 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from rapidfuzz import fuzz, process, utils
 
 from evaluation.datasets import ChunkEvalSet, Excerpt, ExcerptQuestion
 from evaluation.locate import locate_excerpt
-from rag.core.errors import ConfigError, RagError
-
-if TYPE_CHECKING:
-    import httpx
+from rag.core.errors import ConfigError
+from rag.core.llm import ChatClient
+from rag.core.validation import non_negative_int, positive_int
 
 __all__ = [
-    "ChatClient",
-    "ChatEndpointError",
     "DROP_REASONS",
     "GenerationReport",
-    "OpenAICompatibleClient",
     "TextEncoder",
     "build_messages",
     "generate_questions",
@@ -85,107 +82,12 @@ Passage:
 >>>"""
 
 
-class ChatClient(Protocol):
-    """An LLM behind a chat interface: takes OpenAI-style messages, returns the reply text."""
-
-    def complete(self, messages: list[dict[str, str]]) -> str: ...
-
-
 class TextEncoder(Protocol):
     """What duplicate filtering needs from an encoder; :class:`rag.encoders.dense.DenseEncoder` fits."""
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-class ChatEndpointError(RagError, ConnectionError):
-    """The chat endpoint cannot be reached or did not answer with a chat completion (names the URL)."""
-
-
-class OpenAICompatibleClient:
-    """Chat client for an OpenAI-compatible endpoint: ``POST {base_url}/chat/completions``.
-
-    :param base_url: API root, for example ``https://api.openai.com/v1`` or ``http://localhost:8000/v1``.
-    :param model: model name sent in the request.
-    :param api_key: sent as ``Authorization: Bearer ...`` when given (local servers usually need none).
-    :param timeout: seconds to wait for a reply.
-    :param temperature: sampling temperature.
-    :param max_tokens: reply length limit (reasoning models need room for their reasoning); None = server's.
-    :param json_mode: ask for ``response_format: {"type": "json_object"}`` (not every server supports it).
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        model: str,
-        api_key: str | None = None,
-        timeout: float = 120.0,
-        temperature: float = 0.7,
-        max_tokens: int | None = 2048,
-        json_mode: bool = False,
-    ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
-        if not model:
-            raise ConfigError("model must name the model to call, for example 'gpt-4o-mini'")
-        if timeout <= 0:
-            raise ConfigError(f"timeout must be positive (seconds), got {timeout}")
-        self.base_url = base_url.rstrip("/")
-        self.model = model
-        self.api_key = api_key
-        self.timeout = timeout
-        self.temperature = temperature
-        self.max_tokens = max_tokens
-        self.json_mode = json_mode
-        self._client: httpx.Client | None = None
-
-    @property
-    def url(self) -> str:
-        return f"{self.base_url}/chat/completions"
-
-    def complete(self, messages: list[dict[str, str]]) -> str:
-        import httpx
-
-        payload: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature}
-        if self.max_tokens is not None:
-            payload["max_tokens"] = self.max_tokens
-        if self.json_mode:
-            payload["response_format"] = {"type": "json_object"}
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout)
-        try:
-            response = self._client.post(self.url, json=payload, headers=headers)
-        except httpx.TimeoutException:
-            raise ChatEndpointError(
-                f"the chat endpoint {self.url} did not answer within {self.timeout} s; "
-                "raise timeout or check the server"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise ChatEndpointError(
-                f"cannot reach the chat endpoint {self.url} ({type(exc).__name__}: {exc}); "
-                "check base_url and that the server is running and reachable"
-            ) from None
-        if response.status_code >= 400:
-            hint = " (check api_key)" if response.status_code in (401, 403) else ""
-            raise ChatEndpointError(
-                f"the chat endpoint {self.url} answered HTTP {response.status_code}{hint}: "
-                f"{response.text[:300]}"
-            )
-        try:
-            content = response.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise ChatEndpointError(
-                f"the chat endpoint {self.url} did not return an OpenAI chat completion: "
-                f"{response.text[:300]}"
-            ) from None
-        return content if isinstance(content, str) else ""
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
 
 @dataclass
@@ -262,14 +164,14 @@ def generate_questions(
     Generation stops after ``n`` accepted questions or ``max_attempts`` LLM calls (default ``3 * n + 10``).
     The same seed, corpora and LLM replies give the same slices and the same result.
 
-    :raises ChatEndpointError: when the client cannot reach its endpoint (not counted as a drop).
+    :raises rag.core.errors.ChatEndpointError: when the client cannot reach its endpoint (not a drop).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ConfigError(f"n must be a non-negative integer (questions to generate), got {n!r}")
-    if slice_chars <= 0:
-        raise ConfigError(f"slice_chars must be positive, got {slice_chars}")
-    if max_excerpts < 1:
-        raise ConfigError(f"max_excerpts must be at least 1, got {max_excerpts}")
+    non_negative_int(n, "n (questions to generate)")
+    positive_int(slice_chars, "slice_chars")
+    positive_int(max_excerpts, "max_excerpts")
+    if max_attempts is not None:
+        non_negative_int(max_attempts, "max_attempts")
+    non_negative_int(previous_shown, "previous_shown")
     if min_reference_similarity is not None and encoder is None:
         raise ConfigError("min_reference_similarity needs an encoder to compare questions and excerpts")
     ids = [c for c in corpora if corpora[c].strip()]

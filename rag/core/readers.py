@@ -65,7 +65,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.core.errors import ConfigError, InputFormatError
+from rag.core.errors import InputFormatError
+from rag.core.validation import positive_int
 
 if TYPE_CHECKING:
     from haystack import Document
@@ -106,9 +107,8 @@ class ReadReport:
 
 def read_corpus(path: str | Path, max_chars: int | None = DEFAULT_MAX_CHARS) -> ReadReport:
     """Read a corpus in any accepted layout (see the module docstring), detected from ``path``."""
-    bad_limit = isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1
-    if max_chars is not None and bad_limit:
-        raise ConfigError(f"max_chars must be a positive integer or None (no limit), got {max_chars!r}")
+    if max_chars is not None:
+        positive_int(max_chars, "max_chars (None for no limit)")
     root = Path(path)
     try:
         return _read_any(root, max_chars)

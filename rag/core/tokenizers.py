@@ -37,8 +37,6 @@ import re
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
-
 from rag.core.errors import ConfigError, ModelNotAvailableError
 
 DEFAULT_TOKENIZER = "cl100k_base"
@@ -108,6 +106,8 @@ class TiktokenCounter:
         return len(self._encode(text))
 
     def offsets(self, text: str) -> list[tuple[int, int]]:
+        import numpy as np  # only this method needs it; keeps `import rag.core.tokenizers` light
+
         tokens = self._encode(text)
         if not tokens:
             return []

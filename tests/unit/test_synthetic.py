@@ -1,13 +1,13 @@
-"""Excerpt location on perturbed text, and synthetic generation with a scripted fake LLM."""
+"""Excerpt location on perturbed text, and synthetic generation with a scripted fake LLM.
+
+The HTTP client it runs on in practice is tested in test_llm.py, generation through it included.
+"""
 
 from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
-from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,8 @@ import pytest
 
 from evaluation.datasets import load_chunk_eval, save_chunk_eval
 from evaluation.locate import locate_excerpt
-from evaluation.synthetic import (
-    ChatEndpointError,
-    OpenAICompatibleClient,
-    generate_questions,
-    parse_reply,
-)
+from evaluation.synthetic import generate_questions, parse_reply
+from rag.core.errors import ConfigError
 
 CORPUS = (
     "The lighthouse was built in 1852 on the northern cliff.\n"
@@ -231,66 +227,19 @@ def test_embedding_duplicates_and_poor_excerpts() -> None:
     assert report.dropped["poor_excerpt"] == 1
 
 
-# --- the HTTP client ----------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_unreachable_endpoint_names_the_url() -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"
-    client = OpenAICompatibleClient(url, model="m", timeout=5)
-    with pytest.raises(ChatEndpointError, match=re.escape(f"{url}/chat/completions")):
-        client.complete([{"role": "user", "content": "hi"}])
-
-
-@pytest.fixture()
-def chat_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    seen: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-            if self.headers.get("Authorization") != "Bearer secret":
-                self.send_response(401)
-                self.end_headers()
-                self.wfile.write(b'{"error": "bad key"}')
-                return
-            answer = {"choices": [{"message": {"role": "assistant", "content": _reply("Q?", "lamp")}}]}
-            data = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_client_posts_openai_chat_request(chat_server: tuple[str, list[dict[str, Any]]]) -> None:
-    url, seen = chat_server
-    client = OpenAICompatibleClient(url + "/", model="tiny-llm", api_key="secret", temperature=0.0)
-    report = generate_questions({"lighthouse": CORPUS}, client, n=1, slice_chars=10_000)
-    client.close()
-    assert [q.question for q in report.questions] == ["Q?"]
-    assert seen[0]["path"] == "/v1/chat/completions"
-    assert seen[0]["body"]["model"] == "tiny-llm"
-    assert seen[0]["body"]["messages"][0]["role"] == "system"
-    assert CORPUS in seen[0]["body"]["messages"][-1]["content"]
-    wrong_key = OpenAICompatibleClient(url, model="tiny-llm", api_key="nope")
-    with pytest.raises(ChatEndpointError, match="HTTP 401 \\(check api_key\\)"):
-        wrong_key.complete([{"role": "user", "content": "hi"}])
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"n": -1}, "n (questions to generate) must be a non-negative integer, got -1"),
+        ({"n": True}, "n (questions to generate) must be a non-negative integer, got True"),
+        ({"slice_chars": 0}, "slice_chars must be a positive integer, got 0"),
+        ({"max_excerpts": 2.0}, "max_excerpts must be a positive integer, got 2.0"),
+        ({"max_attempts": -3}, "max_attempts must be a non-negative integer, got -3"),
+    ],
+)
+def test_bad_arguments_name_the_value(arguments: dict[str, Any], named: str) -> None:
+    llm = ScriptedLLM([])
+    settings: dict[str, Any] = {"n": 1, **arguments}
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        generate_questions({"lighthouse": CORPUS}, llm, **settings)
+    assert llm.calls == []
