@@ -218,7 +218,11 @@ def check_bm25_params(params: Any, where: str = "bm25 params", prefix: str = "")
 
 
 def _check_stopword_language(stopwords: str, name: str) -> None:
-    # bm25s itself is the list of languages it knows; asking it keeps no copy here that could drift.
+    # The declared default needs no asking (tests/unit/test_stopword_check.py checks that bm25s knows
+    # it), which spares every config that keeps it the import of bm25s and scipy (~0.4 s). Any other
+    # language is asked of bm25s itself, the list of languages it knows: no copy here that could drift.
+    if stopwords == BM25Config.stopwords:
+        return
     import bm25s
 
     try:

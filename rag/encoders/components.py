@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TypedDict
+from typing import ClassVar, TypedDict
 
 from haystack import Document, component
 
-from rag.core.models import DEFAULT_DENSE_MODEL
+from rag.core.config import EncoderConfig
 from rag.core.validation import check_query
 from rag.encoders.dense import DenseEncoder, EncoderFingerprint, join_title
 
@@ -21,34 +21,48 @@ class EmbeddingOutput(TypedDict):
 
 
 class _EncoderSettings:
-    """Constructor shared by both components; settings are stored under their own names so that Haystack
-    serializes them from the ``__init__`` signature (no hand-written ``to_dict``)."""
+    """Constructor shared by both components.
+
+    The settings and their defaults are those of the config's ``encoder`` section,
+    :class:`~rag.core.config.EncoderConfig`, and are checked as it is. The signature still lists them,
+    because Haystack serializes a component from its ``__init__`` signature (no hand-written
+    ``to_dict``), so each value is also stored under its own name.
+    """
+
+    #: Which of EncoderConfig's prefixes is this component's default (``query_prefix`` / ``document_prefix``).
+    _prefix_field: ClassVar[str]
 
     def __init__(
         self,
-        model: str = DEFAULT_DENSE_MODEL,
-        batch_size: int = 32,
-        max_length: int | None = None,
-        normalize: bool = True,
-        prefix: str = "",
+        model: str = EncoderConfig.model,
+        batch_size: int = EncoderConfig.batch_size,
+        max_length: int | None = EncoderConfig.max_length,
+        normalize: bool = EncoderConfig.normalize,
+        prefix: str | None = None,
+        device: str = EncoderConfig.device,
         progress: bool = False,
     ) -> None:
         self.model = model
         self.batch_size = batch_size
         self.max_length = max_length
         self.normalize = normalize
+        # None: the config's default prefix for this side.
         self.prefix = prefix
+        self.device = device
         self.progress = progress
-        # Validates the settings now, loads nothing until warm_up().
-        self.encoder = DenseEncoder(
-            model,
+        side_prefix = getattr(EncoderConfig, self._prefix_field) if prefix is None else prefix
+        settings = EncoderConfig(
+            model=model,
             batch_size=batch_size,
             max_length=max_length,
             normalize=normalize,
-            query_prefix=prefix,
-            document_prefix=prefix,
-            progress=progress,
+            # The one text this component embeds gets the prefix, whichever side it is.
+            query_prefix=side_prefix,
+            document_prefix=side_prefix,
+            device=device,
         )
+        # Loads nothing until warm_up().
+        self.encoder = DenseEncoder(**dataclasses.asdict(settings), progress=progress)
 
     def warm_up(self) -> None:
         _ = self.encoder.model
@@ -61,6 +75,8 @@ class _EncoderSettings:
 @component
 class DocumentEncoder(_EncoderSettings):
     """Adds an ``embedding`` to every document (title and content joined, as MTEB / BEIR do)."""
+
+    _prefix_field = "document_prefix"
 
     @component.output_types(documents=list[Document])
     def run(self, documents: list[Document]) -> DocumentsOutput:
@@ -76,6 +92,8 @@ class DocumentEncoder(_EncoderSettings):
 @component
 class QueryEncoder(_EncoderSettings):
     """Embeds one query string."""
+
+    _prefix_field = "query_prefix"
 
     @component.output_types(embedding=list[float])
     def run(self, query: str) -> EmbeddingOutput:
