@@ -197,7 +197,11 @@ def load_index(path: str | Path, fingerprint: EncoderFingerprint | None = None) 
     """
     scheme = uri_scheme(path)
     if scheme is not None:
-        return index_class(scheme).load(str(path), fingerprint)
+        try:
+            remote = index_class(scheme)
+        except ConfigError as exc:
+            raise ConfigError(f"no index type opens {str(path)!r} (URI scheme {scheme!r}): {exc}") from None
+        return remote.load(str(path), fingerprint)
     manifest = read_manifest(path)
     kind = manifest["index_type"]
     try:

@@ -13,7 +13,7 @@ import indexers.base as base
 import indexers.cache as cache
 from indexers import cache_key, cached_index, clear_index_cache, register_index
 from indexers.testing import FINGERPRINT, corpus, index_factory
-from rag.core.errors import EncoderMismatchError, IndexCorruptError
+from rag.core.errors import ConfigError, EncoderMismatchError, IndexCorruptError
 from rag.encoders.dense import EncoderFingerprint
 
 
@@ -100,3 +100,5 @@ def test_uri_locations_are_keyed_by_the_uri_and_opened_by_their_scheme(
     assert isinstance(one, MemoryIndex) and cached_index("mem://host/collection") is one
     assert opened == ["mem://host/collection"]
     assert base.uri_scheme("/data/idx") is None and base.uri_scheme("Qdrant://x/y") == "qdrant"
+    with pytest.raises(ConfigError, match=r"no index type opens 'qdrant://x/y' \(URI scheme 'qdrant'\)"):
+        cached_index("qdrant://x/y")
