@@ -45,7 +45,7 @@ from indexers.manifest import (
     swap_into_place,
     write_file_atomically,
 )
-from rag.core.errors import ConfigError, IndexCorruptError, RagError
+from rag.core.errors import ConfigError, IndexCorruptError, LockTimeoutError
 
 BUNDLE_MANIFEST = "bundle.json"
 BUNDLE_CONFIG = "config.yaml"
@@ -59,8 +59,9 @@ BUILD_HINT = "build one with `rag index --config ... --corpus ... --out ...`"
 Notify = Callable[[str], None]
 
 
-class BundleLockedError(RagError):
+class BundleLockedError(LockTimeoutError):
     """Another process is writing to the bundle and did not finish within the lock timeout."""
+
 
 
 def _stderr(message: str) -> None:

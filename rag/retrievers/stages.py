@@ -35,6 +35,7 @@ def _add_dense(draft: PipelineDraft, top_k: int) -> str:
             max_length=encoder["max_length"],
             normalize=encoder["normalize"],
             prefix=encoder["query_prefix"],
+            device=encoder["device"],
         ),
     )
     retriever = DenseRetriever(str(draft.index_dir / "dense"), top_k=top_k, encoder=encoder)
