@@ -1,12 +1,15 @@
-"""Chroma's chunking grid for all-MiniLM-L6-v2 on its evaluation set, through `rag.chunk_eval`.
+"""Chroma's chunking grid for all-MiniLM-L6-v2 on its evaluation set, through the evaluation engine.
 
     python benchmarks/chunking_grid.py [--data ../shared/data/chunking_eval] [--grid configs/chunk_grid.yaml]
+        [--mode dense|bm25|hybrid]
 
-Every chunk of the five corpora goes into one flat index embedded by the bundled all-MiniLM-L6-v2; the
-top 5 chunks per question are scored in characters (Chroma's unit). Writes
-benchmarks/results/chunking_grid.json and the plots (benchmarks/results/chunking_grid_*.png), prints one
-table and the wall time of the whole grid. Chunk offsets and embeddings are cached in benchmarks/.cache,
-so a second run only redoes the search and the metrics (its time then says little about the first).
+Each chunker of the grid becomes a config (rag.chunk_eval.grid_configs: dense retrieval with the bundled
+all-MiniLM-L6-v2 over one flat index of every chunk of the five corpora, chunks embedded without titles)
+and goes through rag.evaluate, the code of `rag eval`; the top 5 chunks per question are scored in
+characters (Chroma's unit). Writes benchmarks/results/chunking_grid.json and the plots
+(benchmarks/results/chunking_grid_*.png), prints one table and the wall time of the whole grid. Bundles
+and embeddings are cached in benchmarks/.cache, so a second run only redoes the queries and the metrics
+(its time then says little about the first).
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from evaluation.datasets import load_chunk_eval
 from evaluation.plots import plot_query_distributions, plot_recall_vs_iou
 from evaluation.reports import build_report, rich_table, write_json
-from rag.chunk_eval import load_grid, run_grid
+from rag.chunk_eval import DEFAULT_RETRIEVE, grid_configs, load_grid, run_grid
 from rag.core.models import DEFAULT_DENSE_MODEL
-from rag.encoders.dense import DenseEncoder
+from rag.evaluate import load_eval_set
 
 ROOT = Path(__file__).resolve().parents[1]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -35,6 +38,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "chunking_eval")
     parser.add_argument("--grid", type=Path, default=ROOT / "configs" / "chunk_grid.yaml")
     parser.add_argument("--model", default=DEFAULT_DENSE_MODEL)
+    parser.add_argument("--mode", choices=["dense", "bm25", "hybrid"], default="dense")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "benchmarks" / ".cache")
     parser.add_argument("--no-progress", action="store_true")
@@ -42,50 +46,51 @@ def main() -> None:
 
     console = Console()
     if not console.is_terminal:  # a log file: room for the whole table instead of 80 columns
-        console = Console(width=max(console.width, 150))
-    data = load_chunk_eval(args.data)
+        console = Console(width=max(console.width, 170))
+    data = load_eval_set(args.data)
+    excerpts = data.excerpts
+    if excerpts is None:
+        raise SystemExit(f"{args.data} is not a chunk-excerpt folder (questions_df.csv, corpora/)")
     grid = load_grid(args.grid)
-    retrieve = grid.retrieve or 5
+    retrieve = grid.retrieve or DEFAULT_RETRIEVE
+    configs = grid_configs(grid.chunkers, model=args.model, retrieve=retrieve, mode=args.mode)
     started = time.perf_counter()
-    results = run_grid(
-        data,
-        grid.chunkers,
-        retrieve=retrieve,
-        encoder=DenseEncoder(args.model),
-        unit="chars",
-        cache_dir=args.cache_dir,
-        progress=not args.no_progress,
-    )
+    results = run_grid(data, configs, unit="chars", cache_dir=args.cache_dir, progress=not args.no_progress)
     total = time.perf_counter() - started
-    records = [r.to_dict() for r in results]
+    records = [r.to_json() for r in results]
 
     report = build_report(
         records,
         dataset=str(args.data),
-        questions=len(data.questions),
-        references=data.reference_count,
-        mismatched_references=len(data.mismatches),
+        questions=len(excerpts.questions),
+        references=excerpts.reference_count,
+        mismatched_references=len(excerpts.mismatches),
         grid=str(args.grid),
         retrieve=retrieve,
         unit="chars",
         model=args.model,
+        mode=args.mode,
         grid_seconds=total,
-        embeddings_from_cache=[r.name for r in results if r.embeddings_cached],
+        bundles_from_cache=[r.name for r in results if r.index_reused],
         machine={
             "platform": platform.platform(),
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
         },
     )
+    suffix = "" if args.mode == "dense" else f"_{args.mode}"
     args.results.mkdir(parents=True, exist_ok=True)
-    write_json(args.results / "chunking_grid.json", report)
-    plot_recall_vs_iou(records, args.results / "chunking_grid_recall_vs_iou.png")
-    plot_query_distributions(records, args.results / "chunking_grid_per_query.png")
+    write_json(args.results / f"chunking_grid{suffix}.json", report)
+    plot_recall_vs_iou(records, args.results / f"chunking_grid{suffix}_recall_vs_iou.png")
+    plot_query_distributions(records, args.results / f"chunking_grid{suffix}_per_query.png")
 
-    title = f"{args.data.name}: {len(data.questions)} questions, {args.model}, top {retrieve}, characters"
+    title = (
+        f"{args.data.name}: {len(excerpts.questions)} questions, {args.model}, {args.mode}, "
+        f"top {retrieve}, characters"
+    )
     console.print(rich_table(records, title))
     console.print(f"grid time: {total:.1f} s ({total / 60:.1f} min) for {len(records)} chunkers")
-    console.print(f"wrote {args.results / 'chunking_grid.json'} and plots in {args.results}")
+    console.print(f"wrote {args.results / f'chunking_grid{suffix}.json'} and plots in {args.results}")
 
 
 if __name__ == "__main__":

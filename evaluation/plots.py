@@ -1,6 +1,7 @@
 """Plots of span-metric evaluations, written as PNG files.
 
-Input is the result records of :mod:`evaluation.reports` (``name``, ``overall``, ``per_query``).
+Input is the result records of :mod:`evaluation.reports` (``name``, ``overall``, ``per_query``), as
+``rag.evaluate.EvalResult.to_json()`` writes them for chunk-excerpt sets.
 
 - :func:`plot_recall_vs_iou`: one labelled point per chunker, mean IoU (x) against mean recall (y), the
   trade-off of Chroma's report (a bigger chunk raises recall and lowers IoU).
@@ -41,7 +42,7 @@ def _check_records(records: Sequence[Mapping[str, Any]], need: str) -> None:
         if "name" not in record or need not in record:
             raise ConfigError(
                 f"result record {record.get('name', '?')!r} lacks 'name' or {need!r}; "
-                "records come from ChunkingResult.to_dict() or a saved report.json"
+                "records come from EvalResult.to_json() or a saved report.json"
             )
 
 

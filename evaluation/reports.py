@@ -1,8 +1,9 @@
-"""Reports of span-metric evaluations: summary statistics, table rows, rich tables and JSON files.
+"""Reports of evaluations: summary statistics, table rows, rich tables and JSON files.
 
-Everything here works on *result records*, plain JSON-able dicts, so that reports can be rebuilt from a
-saved ``report.json`` without the code that produced it. A record describes one chunker (or one
-pipeline) evaluated on a chunk-excerpt set::
+Everything here works on *result records*, plain JSON-able dicts (``EvalResult.to_json()`` of
+:mod:`rag.evaluate`), so that reports can be rebuilt from a saved ``report.json`` without the code that
+produced it. A record describes one config (a pipeline, or a chunker turned into one) evaluated on one
+set; the keys the span tables and plots read are::
 
     {
       "name": "recursive 250/125",          # label shown in tables and plots
@@ -12,28 +13,32 @@ pipeline) evaluated on a chunk-excerpt set::
       "chunks": 2336,                       # chunks in the index (optional)
       "mean_chunk_tokens": 187.4,           # mean chunk size in cl100k_base tokens (optional)
       "seconds": 41.2,                      # wall time (optional)
+      "llm_tokens": 930.5,                  # mean tokens sent to the LLM per query (optional)
+      "stage_seconds": {stage: seconds},    # mean seconds per query of each stage (optional)
+      "index_build_seconds": 3.1, "index_reused": false,   # (optional)
       "overall": {"queries": 472, "mean": {metric: value}, "std": {metric: value}},
       "per_corpus": {corpus_id: {"queries": n, "mean": {...}, "std": {...}}},
       "per_query": [{"corpus_id": ..., "recall": ..., "precision": ..., "iou": ...,
                      "precision_omega": ...}, ...]
     }
 
-Metric values are fractions in ``[0, 1]``; tables show them in percent, as Chroma's report does. The
-standard deviation is the population one (numpy's default, as Chroma's framework computes it).
+Metric values are fractions in ``[0, 1]``; span tables show them in percent, as Chroma's report does,
+IR tables (:func:`ir_table`, records with ``metrics``) as fractions with 4 decimals. The standard
+deviation is the population one (numpy's default, as Chroma's framework computes it).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+
+from indexers.manifest import write_file_atomically
 
 __all__ = [
     "METRICS",
@@ -42,6 +47,7 @@ __all__ = [
     "corpus_rows",
     "format_mean_std",
     "group_summaries",
+    "ir_table",
     "mean_std",
     "rich_table",
     "summary_rows",
@@ -111,27 +117,86 @@ def _metric_cells(summary: Mapping[str, Any], metrics: Sequence[str]) -> list[st
     return [format_mean_std(mean[m], std.get(m, 0.0)) if m in mean else "-" for m in metrics]
 
 
+def _number(value: Any, digits: int = 1) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "-"
+
+
+# Cost and bookkeeping columns of every table, after the metrics: (header, cell of a record).
+COST_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("LLM tokens", lambda r: _number(r.get("llm_tokens"))),
+    ("ms/query", lambda r: stage_cell(r)),
+    ("build s", lambda r: build_cell(r)),
+)
+
+
+def stage_cell(record: Mapping[str, Any]) -> str:
+    """Mean milliseconds per query, in total and per stage: ``"4.1 (embedder 3.5, retriever 0.6)"``."""
+    stages = record.get("stage_seconds")
+    if not isinstance(stages, Mapping) or not stages:
+        return "-"
+    total = 1000 * sum(stages.values())
+    parts = ", ".join(f"{name} {1000 * seconds:.1f}" for name, seconds in stages.items())
+    return f"{total:.1f} ({parts})"
+
+
+def build_cell(record: Mapping[str, Any]) -> str:
+    """Seconds the index took to build, ``(cached)`` when the evaluation reused it."""
+    seconds = record.get("index_build_seconds")
+    if not isinstance(seconds, int | float):
+        return "-"
+    return f"{seconds:.1f}" + (" (cached)" if record.get("index_reused") else "")
+
+
 def summary_rows(
     records: Sequence[Mapping[str, Any]], metrics: Sequence[str] = METRICS
 ) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the overall table: one row per record, metrics as ``mean ± std`` in percent,
-    then mean chunk size in tokens, chunk count and seconds (``-`` where a record lacks them)."""
-    header = ["chunker", *[METRIC_LABELS.get(m, m) for m in metrics], "tokens/chunk", "chunks", "seconds"]
+    then mean chunk size in tokens, chunk count, the cost columns (:data:`COST_COLUMNS`) and seconds
+    (``-`` where a record lacks them)."""
+    header = [
+        "chunker",
+        *[METRIC_LABELS.get(m, m) for m in metrics],
+        "tokens/chunk",
+        "chunks",
+        *[name for name, _ in COST_COLUMNS],
+        "seconds",
+    ]
     rows = []
     for record in records:
-        tokens = record.get("mean_chunk_tokens")
         chunks = record.get("chunks")
-        seconds = record.get("seconds")
         rows.append(
             [
                 str(record["name"]),
                 *_metric_cells(record["overall"], metrics),
-                f"{tokens:.1f}" if isinstance(tokens, int | float) else "-",
+                _number(record.get("mean_chunk_tokens")),
                 str(chunks) if chunks is not None else "-",
-                f"{seconds:.1f}" if isinstance(seconds, int | float) else "-",
+                *[cell(record) for _, cell in COST_COLUMNS],
+                _number(record.get("seconds")),
             ]
         )
     return header, rows
+
+
+def ir_table(records: Sequence[Mapping[str, Any]], title: str) -> Table:
+    """A rich table of ranked-retrieval records: one row per config, every metric of ``metrics`` but
+    the cost ones as a fraction, then the cost columns and queries per second."""
+    table = Table(title=title)
+    table.add_column("config")
+    names = [m for m in (records[0].get("metrics", {}) if records else {}) if m != "llm_tokens"]
+    for name in names:
+        table.add_column(name, justify="right")
+    for header, _ in COST_COLUMNS:
+        table.add_column(header, justify="right")
+    table.add_column("q/s", justify="right")
+    for record in records:
+        metrics = record.get("metrics", {})
+        table.add_row(
+            str(record["name"]),
+            *[_number(metrics.get(m), 4) for m in names],
+            *[cell(record) for _, cell in COST_COLUMNS],
+            _number(record.get("queries_per_second")),
+        )
+    return table
 
 
 def corpus_rows(
@@ -185,17 +250,8 @@ def build_report(records: Sequence[Mapping[str, Any]], **settings: Any) -> dict[
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON, atomically (a temporary file renamed into place)."""
+    """Write ``data`` as indented JSON, atomically (:func:`indexers.manifest.write_file_atomically`)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be read by others
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file_atomically(target, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     return target

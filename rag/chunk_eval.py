@@ -1,123 +1,52 @@
 """Evaluate chunkers on a chunk-excerpt set, the protocol of Chroma's "Evaluating Chunking Strategies for
-Retrieval" (Smith and Troynikov, 2024).
+Retrieval" (Smith and Troynikov, 2024), as a thin front over the evaluation engine (:mod:`rag.evaluate`).
 
-For one chunker (:func:`evaluate_chunking`):
+A grid of chunkers is a grid of configs (:func:`grid_configs`): each chunker becomes the ``chunking``
+section of a copy of a base config (default: dense retrieval with the evaluation's encoder over one flat
+index; ``mode`` or the base config may choose BM25 or hybrid), with ``retrieval.top_k`` the number of
+chunks retrieved per question. Each config then goes through :func:`rag.evaluate.evaluate_config`, the
+code ``rag eval`` runs, so ``rag eval-chunks`` and ``rag eval`` on the same folder give the same numbers
+for the same chunker and encoder:
 
-1. every corpus of the set is chunked (exact character offsets, :mod:`rag.core.chunking`);
-2. the chunks of *all* corpora are embedded into one flat inner-product index (Chroma put every chunk
-   in one collection, so a question can retrieve chunks of the wrong corpus, and they count in |R|);
-3. every question is embedded and its ``retrieve`` nearest chunks are taken;
-4. recall, precision, IoU and Precision-Omega are computed per question against its excerpts with
-   :func:`evaluation.spans.evaluate_spans` (definitions there), in characters (Chroma) or tokens;
+1. the set's ``corpora/`` are read as a folder of text files, without titles (the title rule of
+   chunk-excerpt sets, :mod:`rag.evaluate`): a chunk is embedded alone, as Chroma did;
+2. every corpus is chunked (exact character offsets, chunk ids ``chatlogs.md#k``), and the chunks of
+   *all* corpora go into one index (Chroma put every chunk in one collection, so a question can
+   retrieve chunks of the wrong corpus, and they count in |R|);
+3. every question goes through the pipeline and its ``retrieve`` best chunks are taken;
+4. recall, precision, IoU and Precision-Omega are computed per question against its excerpts
+   (:func:`evaluation.spans.evaluate_spans`), in characters (Chroma) or tokens;
 5. mean and (population) std are reported over all questions and per corpus, with the chunk count, the
-   mean chunk size in ``cl100k_base`` tokens and the wall time.
+   mean chunk size in ``cl100k_base`` tokens, the LLM tokens and stage latency, and the wall time.
 
 Chunks are placed by their exact offsets. Chroma's framework located each chunk by searching its text in
 the corpus, so a chunk whose text repeats elsewhere (a third of the recursive chunks of its finance
 corpus) took the offsets of the first occurrence; here a retrieved duplicate at another position than
-the excerpt is a miss. Duplicates also tie exactly in score; FAISS breaks those ties.
+the excerpt is a miss. Duplicates also tie exactly in score; the index breaks those ties by id.
 
-Chunk and question embeddings are cached in ``cache_dir/embeddings`` by :mod:`rag.encoders.cache`
-(keyed by the encoder fingerprint, the document or query prefix and the texts; shared with index
-builds), and chunk offsets in ``cache_dir/chunks`` as JSON keyed by the chunker
-settings and the corpus text, so rerunning a grid only redoes the search and the metrics.
-
-A semantic chunker config without ``model`` groups its pieces with the evaluation's own encoder (as
-Chroma's ``ClusterSemanticChunker`` used the evaluation's embedding function).
+Bundles and embeddings are cached under ``cache_dir`` (:mod:`rag.core.cache`), so rerunning a grid
+only redoes the queries and the metrics. A semantic chunker config without ``model`` groups its pieces
+with the evaluation's own encoder (as Chroma's ``ClusterSemanticChunker`` used the evaluation's
+embedding function).
 
 :func:`run_grid` runs several chunkers; :func:`load_grid` reads a grid YAML (``configs/chunk_grid.yaml``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import yaml
-from haystack import Document
-
-from evaluation.datasets import ChunkEvalSet
-from evaluation.reports import group_summaries
-from evaluation.spans import UNITS, Span, SpanReport, evaluate_spans
-from indexers.build import encode_chunks
-from indexers.dense import DenseIndex
-from rag.core.chunking import Chunker, SemanticChunker, make_chunker
+from rag.core.config import RETRIEVAL_MODES, RagConfig
 from rag.core.errors import ConfigError
-from rag.core.models import DEFAULT_DENSE_MODEL
-from rag.core.tokenizers import DEFAULT_TOKENIZER, get_token_counter
-from rag.encoders.cache import cached_embeddings
-from rag.encoders.dense import DenseEncoder
+from rag.core.tokenizers import DEFAULT_TOKENIZER
+from rag.core.validation import check_keys, load_yaml_mapping, positive_int
 
-__all__ = ["ChunkGrid", "ChunkingResult", "chunker_label", "evaluate_chunking", "load_grid", "run_grid"]
+__all__ = ["ChunkGrid", "chunker_label", "grid_configs", "load_grid", "run_grid"]
 
-# Chroma reports chunk sizes in cl100k_base tokens whatever the chunker measures.
-SIZE_TOKENIZER = DEFAULT_TOKENIZER
-_CACHE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class ChunkingResult:
-    """Span metrics of one chunker on a chunk-excerpt set.
-
-    ``report.per_query[i]`` belongs to ``dataset.questions[i]``, whose corpus is ``corpus_ids[i]``;
-    ``per_corpus`` maps a corpus id to ``{"queries", "mean", "std"}``. ``mean_chunk_tokens`` counts
-    ``cl100k_base`` tokens of the chunk texts. ``seconds`` is the wall time of the whole evaluation
-    (chunking, embedding or cache reads, search, metrics); ``embeddings_cached`` tells whether the chunk
-    embeddings came from the cache.
-    """
-
-    name: str
-    chunker: dict[str, Any]
-    retrieve: int
-    unit: str
-    tokenizer: str | None
-    encoder: str
-    chunks: int
-    mean_chunk_tokens: float
-    seconds: float
-    report: SpanReport
-    corpus_ids: list[str]
-    per_corpus: dict[str, dict[str, Any]]
-    embeddings_cached: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def mean(self) -> dict[str, float]:
-        return self.report.mean
-
-    @property
-    def std(self) -> dict[str, float]:
-        return self.report.std
-
-    def to_dict(self) -> dict[str, Any]:
-        """The result record of :mod:`evaluation.reports` (JSON-able, per-question values included)."""
-        return {
-            "name": self.name,
-            "chunker": dict(self.chunker),
-            "retrieve": self.retrieve,
-            "unit": self.unit,
-            "tokenizer": self.tokenizer,
-            "encoder": self.encoder,
-            "chunks": self.chunks,
-            "mean_chunk_tokens": self.mean_chunk_tokens,
-            "seconds": self.seconds,
-            "embeddings_cached": self.embeddings_cached,
-            "timings": dict(self.timings),
-            "overall": {"queries": len(self.report.per_query), "mean": self.mean, "std": self.std},
-            "per_corpus": {cid: dict(summary) for cid, summary in self.per_corpus.items()},
-            "per_query": [
-                {"corpus_id": cid, **row}
-                for cid, row in zip(self.corpus_ids, self.report.per_query, strict=True)
-            ],
-        }
+DEFAULT_RETRIEVE = 5
 
 
 @dataclass(frozen=True)
@@ -148,142 +77,80 @@ def chunker_label(config: Mapping[str, Any]) -> str:
     return label
 
 
-def evaluate_chunking(
-    dataset: ChunkEvalSet,
-    chunker_config: Mapping[str, Any],
-    retrieve: int = 5,
-    encoder: DenseEncoder | None = None,
-    unit: str = "chars",
-    tokenizer: str = DEFAULT_TOKENIZER,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-) -> ChunkingResult:
-    """Chunk, embed, retrieve and score one chunker (see the module docstring).
+def grid_configs(
+    chunkers: Sequence[Mapping[str, Any]],
+    base: RagConfig | None = None,
+    model: str | None = None,
+    retrieve: int = DEFAULT_RETRIEVE,
+    mode: str | None = None,
+) -> list[RagConfig]:
+    """One config per chunker: ``base`` (default: dense, flat index) with the chunker as its
+    ``chunking``, the label (:func:`chunker_label`) as its name, ``model`` as its encoder (default: the
+    base's), ``retrieve`` as ``retrieval.top_k`` and ``mode`` as ``retrieval.mode`` (default: the base's).
 
-    :param chunker_config: a :func:`~rag.core.chunking.make_chunker` mapping, plus an optional ``name``
-        (display label; default :func:`chunker_label`).
-    :param retrieve: chunks retrieved per question.
-    :param encoder: embeds chunks and questions (default: the bundled all-MiniLM-L6-v2).
-    :param unit: ``"chars"`` or ``"tokens"``, the unit of the span metrics.
-    :param tokenizer: token counter for ``unit="tokens"``.
-    :param cache_dir: folder for cached chunk offsets and embeddings; ``None`` disables the cache.
-    :raises ConfigError: on a bad chunker config or ``retrieve``, an empty set, a question whose corpus is
-        missing, or a chunker that yields no chunk.
-    """
-    started = time.perf_counter()
-    _check_dataset(dataset)
-    _check_unit(unit, tokenizer)
-    retrieve = _check_retrieve(retrieve)
-    encoder = encoder or DenseEncoder(DEFAULT_DENSE_MODEL)
-    name, chunker = _prepare_chunker(chunker_config, encoder)
-    cache = Path(cache_dir) if cache_dir is not None else None
-    timings: dict[str, float] = {}
-
-    mark = time.perf_counter()
-    spans = _chunk_corpora(dataset.corpora, chunker, encoder, cache, progress)
-    documents = [
-        Document(
-            id=f"{cid}#{k}",
-            content=dataset.corpora[cid][start:end],
-            meta={"source_id": cid, "start": start, "end": end},
-        )
-        for k, (cid, start, end) in enumerate(spans)
-    ]
-    if not documents:
-        raise ConfigError(f"chunker {name!r} produced no chunk from the corpora (are they all whitespace?)")
-    timings["chunking"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
-    fingerprint = encoder.fingerprint
-    encoded: list[bool] = []  # set when the chunk vectors had to be computed (not in the cache)
-
-    def encode_all() -> np.ndarray:
-        encoded.append(True)
-        return encode_chunks(encoder, documents, fingerprint, progress=progress)
-
-    # Same texts and keys as encode_chunks(cache_dir=...) (no titles here), so vectors are shared with
-    # index builds over identical chunks.
-    chunk_vectors = cached_embeddings(
-        cache / "embeddings" if cache else None, encoder, [doc.content or "" for doc in documents], encode_all
-    )
-    questions = [q.question for q in dataset.questions]
-    query_vectors = cached_embeddings(
-        cache / "embeddings" if cache else None,
-        encoder,
-        questions,
-        lambda: encoder.encode_queries(questions, progress=False),
-        prefix=encoder.query_prefix,
-    )
-    timings["embedding"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
-    index = DenseIndex.build(documents, chunk_vectors, fingerprint, "flat")
-    by_id = {doc.id: span for doc, span in zip(documents, spans, strict=True)}
-    hits = index.search(query_vectors, retrieve)
-    retrieved = [[by_id[doc_id] for doc_id, _score in ranking] for ranking in hits]
-    timings["search"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
-    report = evaluate_spans(
-        dataset.questions, retrieved, spans, unit=unit, corpora=dataset.corpora, tokenizer=tokenizer
-    )
-    corpus_ids = [q.corpus_id for q in dataset.questions]
-    per_corpus = group_summaries(corpus_ids, report.per_query)
-    count = get_token_counter(SIZE_TOKENIZER).count
-    mean_tokens = float(np.mean([count(doc.content or "") for doc in documents]))
-    timings["metrics"] = time.perf_counter() - mark
-
-    return ChunkingResult(
-        name=name,
-        chunker=chunker.config(),
-        retrieve=retrieve,
-        unit=unit,
-        tokenizer=report.tokenizer,
-        encoder=str(encoder.model_name),
-        chunks=len(documents),
-        mean_chunk_tokens=mean_tokens,
-        seconds=time.perf_counter() - started,
-        report=report,
-        corpus_ids=corpus_ids,
-        per_corpus=per_corpus,
-        embeddings_cached=not encoded,
-        timings=timings,
-    )
-
-
-def run_grid(
-    dataset: ChunkEvalSet,
-    grid: Sequence[Mapping[str, Any]],
-    retrieve: int = 5,
-    encoder: DenseEncoder | None = None,
-    unit: str = "chars",
-    tokenizer: str = DEFAULT_TOKENIZER,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-) -> list[ChunkingResult]:
-    """:func:`evaluate_chunking` for every chunker config of ``grid``, in order, sharing one encoder.
-
-    Every config is checked (and the labels must be distinct) before any work starts, so a typo in the
+    Every config is checked, and the labels must be distinct, before any work starts, so a typo in the
     last entry does not cost the time of the others.
     """
-    if isinstance(grid, Mapping) or not grid:
+    if isinstance(chunkers, Mapping) or not chunkers:
         raise ConfigError(
             "the grid must be a non-empty list of chunker configs, e.g. [{method: fixed, size: 250}]"
         )
-    encoder = encoder or DenseEncoder(DEFAULT_DENSE_MODEL)
-    names = [_prepare_chunker(config, encoder)[0] for config in grid]
+    retrieve = positive_int(retrieve, "retrieve (chunks retrieved per question)")
+    if mode is not None and mode not in RETRIEVAL_MODES:
+        raise ConfigError(f"mode must be one of {', '.join(RETRIEVAL_MODES)}, got {mode!r}")
+    template = (base or RagConfig(name="chunks")).to_dict()
+    if model is not None:
+        template["encoder"]["model"] = model
+    template["retrieval"]["top_k"] = retrieve
+    if mode is not None:
+        template["retrieval"]["mode"] = mode
+    configs = []
+    for number, chunker in enumerate(chunkers):
+        if not isinstance(chunker, Mapping):
+            raise ConfigError(
+                f"a chunker config must be a mapping such as {{method: fixed, size: 250}}, got {chunker!r}"
+            )
+        settings = {k: v for k, v in chunker.items() if k != "name"}
+        if settings.get("method", "none") == "none":
+            raise ConfigError(
+                "chunk evaluation needs a chunker (method fixed, recursive or semantic); got method 'none'"
+            )
+        if settings.get("method") == "semantic" and "model" not in settings:
+            settings["model"] = template["encoder"]["model"]
+        label = chunker_label(chunker)
+        data = {**template, "name": label, "chunking": settings}
+        configs.append(RagConfig.from_dict(data, source=f"chunker {number + 1} ({label})"))
+    names = [c.name for c in configs]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigError(
             f"grid entries need distinct labels; repeated: {repeated}. Give each entry a 'name'"
         )
-    _check_dataset(dataset)
-    _check_unit(unit, tokenizer)
-    _check_retrieve(retrieve)
-    return [
-        evaluate_chunking(dataset, config, retrieve, encoder, unit, tokenizer, cache_dir, progress)
-        for config in grid
-    ]
+    return configs
+
+
+def run_grid(
+    dataset: str | Path | Any,
+    configs: Sequence[RagConfig],
+    unit: str = "chars",
+    tokenizer: str = DEFAULT_TOKENIZER,
+    cache_dir: str | Path = "runs/cache",
+    progress: bool = True,
+) -> list[Any]:
+    """:func:`rag.evaluate.evaluate_config` for every config of a grid (:func:`grid_configs`) on the
+    chunk-excerpt set ``dataset`` (a folder, or a :class:`rag.evaluate.EvalSet` already loaded), read
+    once; returns the :class:`rag.evaluate.EvalResult` list."""
+    from rag.evaluate import EvalSet, evaluate_set, is_chunk_eval_folder
+
+    folder = dataset.path if isinstance(dataset, EvalSet) else Path(dataset)
+    if not is_chunk_eval_folder(folder):
+        raise ConfigError(
+            f"{folder} is not a chunk-excerpt set (questions_df.csv and corpora/*.md); "
+            "evaluate a BEIR folder with `rag eval`"
+        )
+    return evaluate_set(
+        configs, dataset, unit=unit, tokenizer=tokenizer, cache_dir=cache_dir, progress=progress
+    )
 
 
 def load_grid(path: str | Path) -> ChunkGrid:
@@ -292,15 +159,8 @@ def load_grid(path: str | Path) -> ChunkGrid:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"grid file {path} does not exist (example: configs/chunk_grid.yaml)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with 'chunkers' (and optionally 'retrieve')")
-    unknown = sorted(set(data) - {"chunkers", "retrieve"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}; allowed: chunkers, retrieve")
+    data = load_yaml_mapping(path)
+    check_keys(data, ("chunkers", "retrieve"), str(path))
     chunkers = data.get("chunkers")
     if not isinstance(chunkers, list) or not chunkers or not all(isinstance(c, dict) for c in chunkers):
         raise ConfigError(
@@ -309,138 +169,5 @@ def load_grid(path: str | Path) -> ChunkGrid:
         )
     retrieve = data.get("retrieve")
     if retrieve is not None:
-        _check_retrieve(retrieve, source=str(path))
+        retrieve = positive_int(retrieve, f"{path}: retrieve (chunks retrieved per question)")
     return ChunkGrid(chunkers=[dict(c) for c in chunkers], retrieve=retrieve)
-
-
-# --- helpers --------------------------------------------------------------------------------------------
-
-
-def _check_retrieve(retrieve: object, source: str = "retrieve") -> int:
-    if isinstance(retrieve, bool) or not isinstance(retrieve, int) or retrieve < 1:
-        raise ConfigError(
-            f"{source}: the number of chunks to retrieve must be a positive integer, got {retrieve!r}"
-        )
-    return retrieve
-
-
-def _check_unit(unit: str, tokenizer: str) -> None:
-    if unit not in UNITS:
-        raise ConfigError(
-            f"unit must be one of {', '.join(UNITS)} (the unit of the span metrics), got {unit!r}"
-        )
-    if unit == "tokens":
-        get_token_counter(tokenizer)  # fails now, with its own message, rather than after the embedding
-
-
-def _check_dataset(dataset: ChunkEvalSet) -> None:
-    if not dataset.questions:
-        raise ConfigError("the chunk-excerpt set has no questions to evaluate")
-    missing = sorted({q.corpus_id for q in dataset.questions} - set(dataset.corpora))
-    if missing:
-        raise ConfigError(
-            f"questions refer to corpora that are not in the set: {missing}; "
-            f"add corpora/<id>.md for them (known: {sorted(dataset.corpora)})"
-        )
-
-
-def _prepare_chunker(config: Mapping[str, Any], encoder: DenseEncoder) -> tuple[str, Chunker]:
-    if not isinstance(config, Mapping):
-        raise ConfigError(
-            f"a chunker config must be a mapping such as {{method: fixed, size: 250}}, got {config!r}"
-        )
-    settings = {k: v for k, v in config.items() if k != "name"}
-    chunker = make_chunker(settings)
-    if chunker is None:
-        raise ConfigError(
-            "chunk evaluation needs a chunker (method fixed, recursive or semantic); got method 'none'"
-        )
-    if isinstance(chunker, SemanticChunker) and "model" not in settings:
-        chunker = SemanticChunker(chunker.size, encoder, chunker.tokenizer, chunker.piece_size)
-    return chunker_label(config), chunker
-
-
-def _sha256(*parts: str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        data = part.encode("utf-8", errors="surrogatepass")
-        digest.update(len(data).to_bytes(8, "little"))  # length prefix: ("ab", "c") != ("a", "bc")
-        digest.update(data)
-    return digest.hexdigest()
-
-
-def _encoder_key(encoder: DenseEncoder) -> str:
-    return json.dumps(
-        {
-            "fingerprint": encoder.fingerprint.to_dict(),
-            "query_prefix": encoder.query_prefix,
-            "document_prefix": encoder.document_prefix,
-        },
-        sort_keys=True,
-    )
-
-
-def _chunk_corpora(
-    corpora: Mapping[str, str],
-    chunker: Chunker,
-    encoder: DenseEncoder,
-    cache: Path | None,
-    progress: bool,
-) -> list[Span]:
-    """Chunk spans of every corpus (sorted by id), from the cache when the same chunking was done before."""
-    from tqdm.auto import tqdm
-
-    settings = json.dumps(chunker.config(), sort_keys=True)
-    # A semantic chunking also depends on the encoder that embedded its pieces.
-    depends = _encoder_key(encoder) if isinstance(chunker, SemanticChunker) else ""
-    spans: list[Span] = []
-    for corpus_id in tqdm(sorted(corpora), desc="chunking", unit="corpus", disable=not progress):
-        text = corpora[corpus_id]
-        path = None
-        if cache is not None:
-            key = _sha256(str(_CACHE_VERSION), settings, depends, text)
-            path = cache / "chunks" / f"{key}.json"
-            offsets = _read_offsets(path, len(text))
-            if offsets is not None:
-                spans.extend(Span(corpus_id, start, end) for start, end in offsets)
-                continue
-        pieces = chunker.chunk(text)
-        spans.extend(Span(corpus_id, c.start, c.end) for c in pieces)
-        if path is not None:
-            _write_atomic(path, json.dumps([[c.start, c.end] for c in pieces]).encode("utf-8"))
-    return spans
-
-
-def _read_offsets(path: Path, length: int) -> list[tuple[int, int]] | None:
-    """Cached offsets, or None when absent or unusable (then the corpus is chunked again)."""
-    if not path.is_file():
-        return None
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(raw, list):
-        return None
-    out = []
-    for item in raw:
-        if (
-            not isinstance(item, list)
-            or len(item) != 2
-            or not all(isinstance(v, int) for v in item)
-            or not 0 <= item[0] <= item[1] <= length
-        ):
-            return None
-        out.append((item[0], item[1]))
-    return out
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

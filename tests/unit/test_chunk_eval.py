@@ -1,9 +1,11 @@
-"""Chunker evaluation (rag.chunk_eval), `rag eval-chunks`, span metrics in `rag eval`, reports and plots."""
+"""Chunker evaluation (rag.chunk_eval over rag.evaluate), `rag eval-chunks`, span metrics in `rag eval`,
+reports and plots."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +17,12 @@ from evaluation.datasets import ChunkEvalSet, Excerpt, ExcerptQuestion, save_chu
 from evaluation.plots import plot_chunking_results
 from evaluation.reports import build_report, corpus_rows, format_mean_std, mean_std, summary_rows
 from evaluation.spans import Span, evaluate_spans
-from rag.chunk_eval import chunker_label, evaluate_chunking, load_grid, run_grid
+from rag.chunk_eval import chunker_label, grid_configs, load_grid, run_grid
 from rag.cli import app
 from rag.core.chunking import make_chunker
 from rag.core.config import RagConfig
 from rag.core.errors import ConfigError
-from rag.encoders.dense import DenseEncoder, EncoderFingerprint
-from rag.evaluate import document_spans, evaluate_config, is_chunk_eval_folder
+from rag.evaluate import EvalResult, document_spans, evaluate_config, is_chunk_eval_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -68,32 +69,7 @@ def make_set() -> ChunkEvalSet:
     return ChunkEvalSet(corpora={"alpha": ALPHA, "beta": BETA}, questions=questions)
 
 
-class KeywordEncoder(DenseEncoder):
-    """One dimension per keyword (present or not) plus a constant one, L2-normalized: a question retrieves
-    exactly the chunks sharing its keywords. Weights do not exist; nothing is loaded."""
-
-    def __init__(self) -> None:
-        super().__init__(model="keywords")
-
-    @property
-    def fingerprint(self) -> EncoderFingerprint:
-        return EncoderFingerprint("keywords", len(KEYWORDS) + 1, "none", True, 512)
-
-    def _vectors(self, texts: list[str]) -> np.ndarray:
-        rows = [[float(k in t.lower()) for k in KEYWORDS] + [0.1] for t in texts]
-        vectors = np.asarray(rows, dtype=np.float32).reshape(len(texts), len(KEYWORDS) + 1)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-    def encode_documents(self, texts, progress=None):  # type: ignore[no-untyped-def]
-        return self._vectors(list(texts))
-
-    def encode_queries(self, texts, progress=None):  # type: ignore[no-untyped-def]
-        return self._vectors(list(texts))
-
-
-@pytest.fixture(scope="module")
-def tiny_encoder(tiny_model_dir: Path) -> DenseEncoder:
-    return DenseEncoder(str(tiny_model_dir))
+SPAN_COLUMNS = {"recall", "precision", "iou", "precision_omega"}
 
 
 @pytest.fixture()
@@ -101,97 +77,132 @@ def excerpt_folder(tmp_path: Path) -> Path:
     return save_chunk_eval(make_set(), tmp_path / "set")
 
 
-# --- evaluate_chunking -----------------------------------------------------------------------------------
+def grid(
+    folder: Path,
+    chunkers: list[dict],
+    retrieve: int,
+    cache: Path,
+    mode: str = "bm25",
+    model: str | None = None,
+) -> list[EvalResult]:
+    """The chunkers through the engine; BM25 finds each question's paragraph by its rare keyword."""
+    configs = grid_configs(chunkers, model=model, retrieve=retrieve, mode=mode)
+    return run_grid(folder, configs, cache_dir=cache, progress=False)
 
 
-def test_chunk_equal_to_excerpt_retrieved_gives_iou_one(tmp_path: Path) -> None:
-    data = make_set()
-    result = evaluate_chunking(data, PARAGRAPHS, retrieve=1, encoder=KeywordEncoder(), progress=False)
+def rows(result: EvalResult) -> list[dict[str, float]]:
+    return [{k: row[k] for k in SPAN_COLUMNS} for row in result.per_query]
+
+
+# --- chunkers through the engine ---------------------------------------------------------------------
+
+
+def test_chunk_equal_to_excerpt_retrieved_gives_iou_one(tmp_path: Path, excerpt_folder: Path) -> None:
+    [result] = grid(excerpt_folder, [PARAGRAPHS], 1, tmp_path / "cache")
     assert result.chunks == 5  # every paragraph is a chunk, one index over both corpora
-    for row in result.report.per_query[:3]:
+    for row in rows(result)[:3]:
         assert row == {"recall": 1.0, "precision": 1.0, "iou": 1.0, "precision_omega": 1.0}
     # Two excerpts in two chunks, one chunk retrieved: at most one excerpt found.
-    last = result.report.per_query[3]
+    last = rows(result)[3]
     assert last["recall"] < 1.0 and last["precision_omega"] == pytest.approx(42 / (39 + 35))
-    assert result.per_corpus["beta"]["mean"]["iou"] == 1.0
-    assert result.per_corpus["alpha"]["queries"] == 3 and result.per_corpus["beta"]["queries"] == 1
+    assert result.per_group["beta"]["mean"]["iou"] == 1.0
+    assert result.per_group["alpha"]["queries"] == 3 and result.per_group["beta"]["queries"] == 1
+    assert [row["corpus_id"] for row in result.per_query] == ["alpha", "alpha", "beta", "alpha"]
+    assert all(
+        str(doc).startswith(("alpha.md#", "beta.md#")) for ranking in result.run.values() for doc in ranking
+    )
 
 
-def test_retrieving_more_adds_other_chunks_to_r() -> None:
-    data = make_set()
-    one = evaluate_chunking(data, PARAGRAPHS, retrieve=1, encoder=KeywordEncoder(), progress=False)
-    two = evaluate_chunking(data, PARAGRAPHS, retrieve=2, encoder=KeywordEncoder(), progress=False)
-    first = two.report.per_query[0]
+def test_retrieving_every_chunk_finds_every_excerpt(
+    tmp_path: Path, excerpt_folder: Path, tiny_model_dir: Path
+) -> None:
+    # Dense retrieval always returns top_k chunks: with all 5, every excerpt is found, and precision is the
+    # share of the excerpts' characters in all the text (every chunk of both corpora counts in |R|).
+    [result] = grid(excerpt_folder, [PARAGRAPHS], 5, tmp_path / "cache", "dense", str(tiny_model_dir))
+    chunk_chars = sum(len(p) for text in (ALPHA, BETA) for p in text.split("\n\n"))
+    first = rows(result)[0]
     assert first["recall"] == 1.0
-    assert first["precision"] < 1.0  # the second chunk (any corpus) counts in |R|
+    assert first["precision"] == pytest.approx(
+        len("Zorblax engines hum quietly in the harbor.") / chunk_chars
+    )
     assert first["iou"] == pytest.approx(first["precision"])
-    assert two.mean["recall"] >= one.mean["recall"]
+    assert result.metrics["recall"] == 1.0
 
 
-def test_end_to_end_with_a_real_encoder_and_cache(tmp_path: Path, tiny_encoder: DenseEncoder) -> None:
-    data = make_set()
+def test_bundles_and_embeddings_are_cached_and_damage_is_recomputed(
+    tmp_path: Path, excerpt_folder: Path, tiny_model_dir: Path
+) -> None:
     config = {"method": "fixed", "size": 8, "overlap": 2}
     cache = tmp_path / "cache"
-    result = evaluate_chunking(data, config, 2, tiny_encoder, cache_dir=cache, progress=False)
-    assert result.name == "fixed 8/2" and result.chunker["method"] == "fixed"
+    [result] = grid(excerpt_folder, [config], 2, cache, "dense", str(tiny_model_dir))
+    assert result.name == "fixed 8/2" and result.settings["chunker"]["method"] == "fixed"
     chunker = make_chunker(config)
     assert chunker is not None
     assert result.chunks == len(chunker.chunk(ALPHA)) + len(chunker.chunk(BETA))
-    assert 0 < result.mean_chunk_tokens <= 8
-    assert len(result.report.per_query) == 4
-    for row in result.report.per_query:
-        assert set(row) == {"recall", "precision", "iou", "precision_omega"}
+    assert result.mean_chunk_tokens is not None and 0 < result.mean_chunk_tokens <= 8
+    assert len(result.per_query) == 4 and not result.index_reused
+    for row in rows(result):
         assert all(0.0 <= v <= 1.0 for v in row.values())
         assert row["iou"] <= min(row["recall"], row["precision"]) + 1e-12
-    assert set(result.per_corpus) == {"alpha", "beta"}
-    for key, value in result.mean.items():
-        assert value == pytest.approx(np.mean([row[key] for row in result.report.per_query]))
-    assert not result.embeddings_cached
-    record = json.loads(json.dumps(result.to_dict()))  # JSON-able
+    assert set(result.per_group) == {"alpha", "beta"}
+    for key in SPAN_COLUMNS:
+        assert result.metrics[key] == pytest.approx(np.mean([row[key] for row in result.per_query]))
+    record = json.loads(json.dumps(result.to_json()))  # JSON-able
     assert record["overall"]["queries"] == 4 and len(record["per_query"]) == 4
-    assert [row["corpus_id"] for row in record["per_query"]] == ["alpha", "alpha", "beta", "alpha"]
 
-    assert list((cache / "embeddings").glob("*.npy")) and list((cache / "chunks").glob("*.json"))
-    again = evaluate_chunking(data, config, retrieve=2, encoder=tiny_encoder, cache_dir=cache, progress=False)
-    assert again.embeddings_cached and again.report.per_query == result.report.per_query
+    assert list((cache / "embeddings").glob("*.npy")) and list((cache / "bundles").iterdir())
+    [again] = grid(excerpt_folder, [config], 2, cache, "dense", str(tiny_model_dir))
+    assert again.index_reused and rows(again) == rows(result)
 
-    for path in (cache / "embeddings").glob("*.npy"):  # a damaged cache file is recomputed, not trusted
+    for bundle in (cache / "bundles").glob("[!.]*"):  # a new build reads the cached vectors ...
+        shutil.rmtree(bundle)
+    for path in (cache / "embeddings").glob("*.npy"):  # ... unless they are damaged: then recomputed
         path.write_bytes(b"not numpy")
-    for path in (cache / "chunks").glob("*.json"):
-        path.write_text("[[0, 999999]]")
-    third = evaluate_chunking(data, config, retrieve=2, encoder=tiny_encoder, cache_dir=cache, progress=False)
-    assert not third.embeddings_cached and third.report.per_query == result.report.per_query
-    assert third.chunks == result.chunks
+    [third] = grid(excerpt_folder, [config], 2, cache, "dense", str(tiny_model_dir))
+    assert not third.index_reused and rows(third) == rows(result) and third.chunks == result.chunks
 
 
-def test_token_unit() -> None:
-    result = evaluate_chunking(
-        make_set(), PARAGRAPHS, retrieve=1, encoder=KeywordEncoder(), unit="tokens", progress=False
-    )
-    assert result.unit == "tokens" and result.tokenizer == "cl100k_base"
-    assert result.report.per_query[0]["iou"] == 1.0
+def test_token_unit(tmp_path: Path, excerpt_folder: Path) -> None:
+    configs = grid_configs([PARAGRAPHS], retrieve=1, mode="bm25")
+    [result] = run_grid(excerpt_folder, configs, unit="tokens", cache_dir=tmp_path / "c", progress=False)
+    assert result.settings["unit"] == "tokens" and result.settings["tokenizer"] == "cl100k_base"
+    assert result.per_query[0]["iou"] == 1.0
 
 
-def test_grid_checks_everything_before_work_and_semantic_uses_the_encoder(tiny_encoder: DenseEncoder) -> None:
-    data = make_set()
+def test_grid_checks_everything_before_work_and_semantic_uses_the_encoder(
+    tmp_path: Path, excerpt_folder: Path, tiny_model_dir: Path
+) -> None:
     with pytest.raises(ConfigError, match="distinct labels"):
-        run_grid(data, [PARAGRAPHS, dict(PARAGRAPHS)], encoder=KeywordEncoder(), progress=False)
+        grid_configs([PARAGRAPHS, dict(PARAGRAPHS)])
     with pytest.raises(ConfigError, match="unknown chunking key"):
-        run_grid(data, [PARAGRAPHS, {"method": "fixed", "size": 5, "colour": 1}], encoder=KeywordEncoder())
-    with pytest.raises(ConfigError, match="unit must be one of"):
-        run_grid(data, [PARAGRAPHS], encoder=KeywordEncoder(), unit="words")
+        grid_configs([PARAGRAPHS, {"method": "fixed", "size": 5, "colour": 1}])
     with pytest.raises(ConfigError, match="positive integer"):
-        evaluate_chunking(data, PARAGRAPHS, retrieve=0, encoder=KeywordEncoder())
+        grid_configs([PARAGRAPHS], retrieve=0)
     with pytest.raises(ConfigError, match="method 'none'"):
-        evaluate_chunking(data, {"method": "none"}, encoder=KeywordEncoder())
-    orphan = ChunkEvalSet(corpora={"alpha": ALPHA}, questions=make_set().questions)
+        grid_configs([{"method": "none"}])
+    with pytest.raises(ConfigError, match="mode must be one of"):
+        grid_configs([PARAGRAPHS], mode="colbert")
+    with pytest.raises(ConfigError, match="unit must be one of"):
+        run_grid(excerpt_folder, grid_configs([PARAGRAPHS]), unit="words", progress=False)
+    with pytest.raises(ConfigError, match="not a chunk-excerpt set"):
+        run_grid(tmp_path, grid_configs([PARAGRAPHS]), progress=False)
+    orphan = tmp_path / "orphan"
+    save_chunk_eval(make_set(), orphan)
+    (orphan / "corpora" / "beta.md").unlink()
     with pytest.raises(ConfigError, match="beta"):
-        evaluate_chunking(orphan, PARAGRAPHS, encoder=KeywordEncoder())
+        grid(orphan, [PARAGRAPHS], 1, tmp_path / "cache")
 
-    grid = [{**PARAGRAPHS, "name": "paragraphs"}, {"method": "semantic", "size": 20, "piece_size": 5}]
-    results = run_grid(data, grid, retrieve=1, encoder=tiny_encoder, progress=False)
+    chunkers = [{**PARAGRAPHS, "name": "paragraphs"}, {"method": "semantic", "size": 20, "piece_size": 5}]
+    configs = grid_configs(chunkers, model=str(tiny_model_dir), retrieve=1, mode="dense")
+    assert [c.name for c in configs] == ["paragraphs", "semantic 20"]
+    assert configs[1].chunking["model"] == str(tiny_model_dir)  # not the default MiniLM
+    assert {c.encoder.model for c in configs} == {str(tiny_model_dir)}
+    # A base config gives every setting the grid does not: here hybrid retrieval and its candidates.
+    base = RagConfig.from_dict({"name": "b", "retrieval": {"mode": "hybrid", "candidates": 7}})
+    [hybrid] = grid_configs([PARAGRAPHS], base=base, retrieve=3)
+    assert (hybrid.retrieval.mode, hybrid.retrieval.top_k, hybrid.retrieval.candidates) == ("hybrid", 3, 7)
+    results = run_grid(excerpt_folder, configs, cache_dir=tmp_path / "cache", progress=False)
     assert [r.name for r in results] == ["paragraphs", "semantic 20"]
-    assert results[1].chunker["model"] == tiny_encoder.model_name  # not the default MiniLM
 
 
 def test_chunker_labels_and_the_shipped_grid() -> None:
@@ -263,7 +274,8 @@ def test_cli_single_chunker_and_grid(tmp_path: Path, excerpt_folder: Path, tiny_
     assert report["settings"]["retrieve"] == 2 and report["settings"]["questions"] == 4
     [record] = report["results"]
     assert record["name"] == "recursive 12/4" and set(record["per_corpus"]) == {"alpha", "beta"}
-    assert set(record["overall"]["mean"]) == {"recall", "precision", "iou", "precision_omega"}
+    assert set(record["overall"]["mean"]) == SPAN_COLUMNS | {"llm_tokens"}
+    assert record["mode"] == "dense" and record["encoder"] == str(tiny_model_dir)
     for name in ("recall_vs_iou.png", "per_query_distribution.png"):
         assert (out / name).read_bytes().startswith(PNG)
     assert "Precision-Ω" in result.output and "recursive 12/4" in result.output
@@ -330,12 +342,11 @@ def test_rag_eval_on_a_chunk_excerpt_folder(
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     [record] = json.loads((out / "report.json").read_text())["results"]
-    spans = record["span_metrics"]
-    assert spans["top_k"] == 1 and spans["chunks"] == 5 and spans["unit"] == "chars"
+    assert record["top_k"] == 1 and record["chunks"] == 5 and record["unit"] == "chars"
     # BM25 finds each question's paragraph by its rare keyword; the paragraph is the excerpt.
-    assert [row["iou"] for row in spans["per_query"][:3]] == [1.0, 1.0, 1.0]
-    assert set(spans["per_corpus"]) == {"alpha", "beta"}
-    assert record["metrics"]["iou"] == pytest.approx(spans["overall"]["mean"]["iou"])
+    assert [row["iou"] for row in record["per_query"][:3]] == [1.0, 1.0, 1.0]
+    assert set(record["per_corpus"]) == {"alpha", "beta"}
+    assert record["metrics"]["iou"] == pytest.approx(record["overall"]["mean"]["iou"])
     assert (out / "bm25-paragraphs.trec").read_text().startswith("q0 Q0 alpha.md#0 1 ")
     result = runner.invoke(app, args)  # the bundle over corpora/ is reused
     assert result.exit_code == 0 and "cached" in result.output
@@ -349,8 +360,8 @@ def test_rag_eval_on_a_chunk_excerpt_folder(
         }
     )
     evaluated = evaluate_config(dense, excerpt_folder, cache_dir=tmp_path / "cache", progress=False)
-    assert evaluated.spans is not None and evaluated.queries == 4
-    assert all(0.0 <= v <= 1.0 for v in evaluated.metrics.values())
+    assert evaluated.kind == "spans" and evaluated.queries == 4
+    assert all(0.0 <= evaluated.metrics[m] <= 1.0 for m in SPAN_COLUMNS)
     assert len(evaluated.run) == 4 and all(len(evaluated.run[qid]) == 3 for qid in evaluated.run)
 
 

@@ -31,7 +31,8 @@ NDCG_Q2 = (2 / math.log2(3)) / 2
 
 def test_hand_computed_means_over_all_judged_queries() -> None:
     result = evaluate(Qrels(QRELS), Run(RUN))
-    assert list(result) == ["nDCG@10", "MAP@100", "MRR@10", "Recall@10", "Recall@100"]
+    assert list(result) == ["nDCG@10", "MAP@100", "MAP@1000", "MRR@10", "Recall@10", "Recall@100"]
+    assert result["MAP@1000"] == result["MAP@100"]  # every relevant document is in the first 100
     assert result["nDCG@10"] == pytest.approx((NDCG_Q1 + NDCG_Q2) / 3)
     assert result["MAP@100"] == pytest.approx(((1 + 2 / 3) / 2 + 0.5) / 3)
     assert result["MRR@10"] == pytest.approx((1 + 0.5 + 0) / 3)
@@ -46,10 +47,20 @@ def test_per_query_values_and_missing_query_is_zero() -> None:
     assert set(per_query) == {"q1", "q2", "q3"}
     assert per_query["q1"]["nDCG@10"] == pytest.approx(NDCG_Q1)
     assert per_query["q2"]["MRR@10"] == pytest.approx(0.5)
-    assert per_query["q3"] == dict.fromkeys(["nDCG@10", "MAP@100", "MRR@10", "Recall@10", "Recall@100"], 0.0)
+    assert per_query["q3"] == dict.fromkeys(
+        ["nDCG@10", "MAP@100", "MAP@1000", "MRR@10", "Recall@10", "Recall@100"], 0.0
+    )
     # The aggregate is the plain mean of the per-query values.
     mean = sum(v["nDCG@10"] for v in per_query.values()) / 3
     assert evaluate(QRELS, RUN)["nDCG@10"] == pytest.approx(mean)
+
+
+def test_map_at_1000_counts_relevant_documents_past_rank_100() -> None:
+    # One relevant document at rank 150: MAP@100 misses it, MAP@1000 (trec_eval's MAP of a 1000-deep
+    # run) gives it precision 1/150.
+    run = {"q": {f"d{i}": 1000.0 - i for i in range(1, 151)}}
+    result = evaluate({"q": {"d150": 1}}, run, ["AP@100", "AP@1000"])
+    assert result == pytest.approx({"MAP@100": 0.0, "MAP@1000": 1 / 150})
 
 
 def test_empty_run_scores_zero() -> None:
@@ -75,6 +86,7 @@ def test_metric_names_are_parsed_up_front() -> None:
     assert [metric_display_name(m) for m in DEFAULT_METRICS] == [
         "nDCG@10",
         "MAP@100",
+        "MAP@1000",
         "MRR@10",
         "Recall@10",
         "Recall@100",
