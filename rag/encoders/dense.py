@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from rag.core.errors import ConfigError, EncoderMismatchError
+from rag.core.config import EncoderConfig
+from rag.core.errors import EncoderMismatchError
 from rag.core.models import (
-    DEFAULT_DENSE_MODEL,
     ModelFiles,
     model_files,
     model_folder,
@@ -154,19 +154,17 @@ class DenseEncoder:
 
     def __init__(
         self,
-        model: str = DEFAULT_DENSE_MODEL,
-        batch_size: int = 32,
-        max_length: int | None = None,
-        normalize: bool = True,
-        query_prefix: str = "",
-        document_prefix: str = "",
-        device: str = "cpu",
+        model: str = EncoderConfig.model,
+        batch_size: int = EncoderConfig.batch_size,
+        max_length: int | None = EncoderConfig.max_length,
+        normalize: bool = EncoderConfig.normalize,
+        query_prefix: str = EncoderConfig.query_prefix,
+        document_prefix: str = EncoderConfig.document_prefix,
+        device: str = EncoderConfig.device,
         progress: bool = False,
     ) -> None:
-        if batch_size <= 0:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
-        if max_length is not None and max_length <= 0:
-            raise ConfigError(f"max_length must be positive or null (model default), got {max_length}")
+        # The settings and their checks are declared once, in the config section.
+        EncoderConfig(model, batch_size, max_length, normalize, query_prefix, document_prefix, device)
         self.model_name = model
         self.batch_size = batch_size
         self.max_length = max_length
