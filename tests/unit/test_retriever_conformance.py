@@ -14,7 +14,6 @@ from rag.encoders.components import QueryEncoder
 from rag.pipelines import build_bundle
 from rag.retrievers.bm25 import BM25Retriever
 from rag.retrievers.dense import DenseRetriever
-from rag.retrievers.hybrid import HybridRetriever
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +32,7 @@ def make(kind, bundle):
     path, encoder = bundle
     if kind == "dense":
         return DenseRetriever(str(path / "dense"), top_k=4, encoder=encoder)
-    if kind == "bm25":
-        return BM25Retriever(str(path / "bm25"), top_k=4)
-    return HybridRetriever(str(path / "dense"), str(path / "bm25"), top_k=4, candidates=8, encoder=encoder)
+    return BM25Retriever(str(path / "bm25"), top_k=4)
 
 
 def call(retriever, bundle, **kwargs):
@@ -43,12 +40,10 @@ def call(retriever, bundle, **kwargs):
     embedding = QueryEncoder(model=bundle[1]["model"]).run(query)["embedding"]
     if isinstance(retriever, DenseRetriever):
         return retriever.run(query_embedding=embedding, **kwargs)
-    if isinstance(retriever, BM25Retriever):
-        return retriever.run(query=query, **kwargs)
-    return retriever.run(query=query, query_embedding=embedding, **kwargs)
+    return retriever.run(query=query, **kwargs)
 
 
-@pytest.mark.parametrize("kind", ["dense", "bm25", "hybrid"])
+@pytest.mark.parametrize("kind", ["dense", "bm25"])
 def test_retriever_contract(kind, bundle):
     retriever = make(kind, bundle)
     retriever.warm_up()
@@ -66,16 +61,14 @@ def test_retriever_contract(kind, bundle):
     assert [d.id for d in call(clone, bundle)["documents"]] == [d.id for d in docs]
 
 
-@pytest.mark.parametrize("kind", ["dense", "bm25", "hybrid"])
+@pytest.mark.parametrize("kind", ["dense", "bm25"])
 def test_bad_construction_fails_early(kind, bundle):
     path, encoder = bundle
     with pytest.raises(ConfigError, match="top_k"):
         if kind == "dense":
             DenseRetriever(str(path / "dense"), top_k=-1)
-        elif kind == "bm25":
-            BM25Retriever(str(path / "bm25"), top_k=0)
         else:
-            HybridRetriever(str(path / "dense"), str(path / "bm25"), top_k=0)
+            BM25Retriever(str(path / "bm25"), top_k=0)
 
 
 def test_retrievers_over_one_index_share_one_loaded_copy(bundle):
