@@ -219,7 +219,8 @@ class BM25Index(DocStoreBacked):
         except ConfigError as exc:
             raise IndexCorruptError(f"{folder}/manifest.json: {exc}. {REBUILD_HINT}") from exc
         docstore = DocStore.load(folder / DOCUMENTS_FILE)
-        retriever = _load_bm25s(folder / BM25S_DIR) if len(docstore) else None
+        has_terms = (manifest.get("counts") or {}).get("vocabulary", 1) != 0
+        retriever = _load_bm25s(folder / BM25S_DIR) if len(docstore) and has_terms else None
         if retriever is not None and retriever.scores["num_docs"] != len(docstore):
             raise IndexCorruptError(
                 f"index at {folder} is inconsistent: {retriever.scores['num_docs']} scored documents, "
@@ -249,6 +250,10 @@ class BM25Index(DocStoreBacked):
         options = {k: self.params[k] for k in ("k1", "b", "method", "delta") if k in self.params}
         retriever = bm25s.BM25(**options)
         tokens = self._tokenize([bm25_text(doc) for doc in self._docstore], return_ids=True)
+        if not tokens.vocab:
+            # No document kept a term after stop words and stemming (bm25s cannot index that): nothing
+            # can match, as in an empty index, and the manifest records a vocabulary of 0.
+            return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # bm25s warns about empty documents; they simply never match
             retriever.index(tokens, show_progress=False)

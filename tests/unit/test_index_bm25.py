@@ -99,3 +99,14 @@ def test_argument_errors():
         BM25Index.build(DOCS, embeddings=np.ones((4, 2)))
     with pytest.raises(ConfigError, match="list of strings"):
         index.search("cats", 3)
+
+
+def test_documents_without_any_term_index_and_match_nothing(tmp_path):
+    # Single letters are dropped by the tokenizer, so no document keeps a term (bm25s itself would crash).
+    index = BM25Index.build([Document(id="b", content="x y z"), Document(id="c", content="a")])
+    assert index.search(["x y"], 5) == [[]]
+    index.save(tmp_path / "idx")
+    again = BM25Index.load(tmp_path / "idx")
+    assert len(again) == 2 and again.search(["x"], 5) == [[]]
+    again.add([Document(id="d", content="tides and the moon")])
+    assert [hit[0] for hit in again.search(["moon"], 5)[0]] == ["d"]
