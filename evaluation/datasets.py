@@ -18,9 +18,8 @@ Offsets index the corpus text read as UTF-8 with Python's default newline handli
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 from evaluation.ir import Qrels
 from evaluation.spans import Span
 from rag.core.errors import ConfigError, InputFormatError
+from rag.core.files import write_file_atomically
 
 __all__ = [
     "BeirDataset",
@@ -262,7 +262,7 @@ def save_chunk_eval(eval_set: ChunkEvalSet, folder: str | Path) -> Path:
     corpora_dir = root / "corpora"
     corpora_dir.mkdir(parents=True, exist_ok=True)
     for corpus_id, text in eval_set.corpora.items():
-        _write_atomic(corpora_dir / f"{corpus_id}.md", text)
+        write_file_atomically(corpora_dir / f"{corpus_id}.md", text)
     rows: list[dict[str, Any]] = [
         {
             "question": q.question,
@@ -277,25 +277,9 @@ def save_chunk_eval(eval_set: ChunkEvalSet, folder: str | Path) -> Path:
     return root
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_csv_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(_CHUNK_EVAL_COLUMNS), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(_CHUNK_EVAL_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_file_atomically(path, buffer.getvalue())

@@ -34,6 +34,7 @@ import ir_measures
 from ir_measures.measures.base import Measure
 
 from rag.core.errors import ConfigError, InputFormatError
+from rag.core.files import write_file_atomically
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -178,10 +179,8 @@ class Qrels(_Judgements[int]):
 
     def to_trec(self, path: str | Path) -> None:
         """Write a TREC qrels file (iteration column ``0``)."""
-        with open(path, "w", encoding="utf-8") as f:
-            for qid, docs in self._data.items():
-                for did, grade in docs.items():
-                    f.write(f"{qid} 0 {did} {grade}\n")
+        lines = [f"{q} 0 {d} {grade}\n" for q, docs in self._data.items() for d, grade in docs.items()]
+        write_file_atomically(Path(path), "".join(lines))
 
     def relevant(self, query_id: str, min_grade: int = 1) -> set[str]:
         """Doc ids judged at least ``min_grade`` for a query (empty when the query is not judged)."""
@@ -231,11 +230,11 @@ class Run(_Judgements[float]):
         """
         if not tag or any(c.isspace() for c in tag):
             raise ConfigError(f"run tag must be a non-empty word without spaces, got {tag!r}")
-        with open(path, "w", encoding="utf-8") as f:
-            for qid, docs in self._data.items():
-                ranked = sorted(docs.items(), key=lambda item: (-item[1], item[0]))
-                for rank, (did, score) in enumerate(ranked, start=1):
-                    f.write(f"{qid} Q0 {did} {rank} {score!r} {tag}\n")
+        lines = []
+        for qid, docs in self._data.items():
+            ranked = sorted(docs.items(), key=lambda item: (-item[1], item[0]))
+            lines += [f"{qid} Q0 {d} {rank} {score!r} {tag}\n" for rank, (d, score) in enumerate(ranked, 1)]
+        write_file_atomically(Path(path), "".join(lines))
 
     def ranking(self, query_id: str, k: int | None = None) -> list[str]:
         """Doc ids of a query by decreasing score (ties by doc id), at most ``k``."""

@@ -38,7 +38,7 @@ from typing import Any
 
 from rich.table import Table
 
-from indexers.manifest import write_file_atomically
+from rag.core.files import write_file_atomically
 
 __all__ = [
     "METRICS",
@@ -250,7 +250,7 @@ def build_report(records: Sequence[Mapping[str, Any]], **settings: Any) -> dict[
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON, atomically (:func:`indexers.manifest.write_file_atomically`)."""
+    """Write ``data`` as indented JSON, atomically (:func:`rag.core.files.write_file_atomically`)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     write_file_atomically(target, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

@@ -36,16 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from indexers.manifest import (
-    MANIFEST_NAME,
-    fsync_dir,
-    fsync_file,
-    make_dir,
-    sha256_file,
-    swap_into_place,
-    write_file_atomically,
-)
+from indexers.manifest import MANIFEST_NAME, sha256_file, swap_into_place
 from rag.core.errors import ConfigError, IndexCorruptError, LockTimeoutError
+from rag.core.files import fsync_dir, fsync_file, make_dir, write_file_atomically
 
 BUNDLE_MANIFEST = "bundle.json"
 BUNDLE_CONFIG = "config.yaml"

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from rag.core.errors import ConfigError, IndexCorruptError
+from rag.core.files import fsync_dir, fsync_file, make_dir
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -182,35 +183,6 @@ def _interrupted_save_hint(folder: Path) -> str:
     )
 
 
-def make_dir(parent: Path, prefix: str) -> Path:
-    """A new, empty folder ``parent/PREFIX<random>``, created with the user's umask.
-
-    ``tempfile.mkdtemp`` would make it 0700, and renamed into place that would keep a colleague or a
-    service account from reading a shared index.
-    """
-    while True:
-        path = parent / f"{prefix}{secrets.token_hex(4)}"
-        try:
-            path.mkdir(mode=0o777)
-            return path
-        except FileExistsError:
-            continue
-
-
-def write_file_atomically(path: Path, text: str) -> None:
-    """Write a text file so that a reader or a crash sees the old content or the new, never a part."""
-    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
-
-
 def swap_into_place(staging: Path, target: Path) -> None:
     """Make the folder ``staging`` appear at ``target``; the previous ``target`` (if any) ends at ``staging``.
 
@@ -255,22 +227,3 @@ def _rename_exchange(a: Path, b: Path) -> bool:
     if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
         return False
     raise OSError(code, os.strerror(code), str(b))
-
-
-def fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def fsync_dir(path: Path) -> None:
-    # Directory fsync makes renames durable on POSIX; not supported on every platform.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

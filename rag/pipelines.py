@@ -35,6 +35,7 @@ from indexers.docstore import format_ids, id_list
 from rag.core.chunking import chunk_documents, make_chunker
 from rag.core.config import RagConfig, load_config
 from rag.core.errors import ConfigError, IndexCorruptError
+from rag.core.files import write_file_atomically
 from rag.core.readers import ReadReport, read_corpus
 from rag.core.validation import check_query, check_top_k
 from rag.encoders.dense import DenseEncoder, join_title
@@ -462,7 +463,7 @@ TRUSTED_MODULES = [
 
 def save_pipeline(pipeline: Pipeline, path: str | Path) -> None:
     """Write a pipeline (ours or a user's own, with our components) as Haystack YAML."""
-    Path(path).write_text(pipeline.dumps(), encoding="utf-8")
+    write_file_atomically(Path(path), pipeline.dumps())
 
 
 def load_pipeline(source: str | Path) -> Pipeline:
