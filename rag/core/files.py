@@ -26,15 +26,21 @@ def make_dir(parent: Path, prefix: str) -> Path:
             continue
 
 
-def write_file_atomically(path: Path, text: str) -> None:
-    """Write ``text`` (exactly, no newline translation) so that a reader or a crash sees the old file or
-    the new one, never a part of it."""
+def write_file_atomically(path: Path, content: str | bytes) -> None:
+    """Write ``content`` (text exactly as given, no newline translation, or bytes) so that a reader or a
+    crash sees the old file or the new one, never a part of it."""
     tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        if isinstance(content, bytes):
+            with open(tmp, "wb") as raw:
+                raw.write(content)
+                raw.flush()
+                os.fsync(raw.fileno())
+        else:
+            with open(tmp, "w", encoding="utf-8", newline="") as text:
+                text.write(content)
+                text.flush()
+                os.fsync(text.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.core.cache import entry_key, npy_bytes, texts_digest, write_bytes_atomically
+from rag.core.cache import entry_key, npy_bytes, texts_digest
+from rag.core.files import write_file_atomically
 from rag.encoders.dense import DenseEncoder
 
 
@@ -52,5 +53,6 @@ def cached_embeddings(
         except (OSError, ValueError):
             pass
     vectors = compute()
-    write_bytes_atomically(path, npy_bytes(vectors))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_file_atomically(path, npy_bytes(vectors))
     return vectors
