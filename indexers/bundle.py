@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from indexers.manifest import MANIFEST_NAME, sha256_file, swap_into_place
-from rag.core.errors import ConfigError, IndexCorruptError, LockTimeoutError
+from rag.core.errors import ConfigError, IndexCorruptError, LockTimeoutError, NotFoundError
 from rag.core.files import fsync_dir, fsync_file, make_dir, write_file_atomically
 
 BUNDLE_MANIFEST = "bundle.json"
@@ -54,6 +54,11 @@ Notify = Callable[[str], None]
 
 class BundleLockedError(LockTimeoutError):
     """Another process is writing to the bundle and did not finish within the lock timeout."""
+
+
+class BundleNotFoundError(NotFoundError):
+    """No bundle at the path given: nothing there, a file, or a folder ``rag index`` did not write
+    (exit 2, HTTP 404: the caller named the wrong thing; a damaged bundle is an IndexCorruptError)."""
 
 
 
@@ -84,7 +89,7 @@ def read_bundle_manifest(path: str | Path, notify: Notify | None = None) -> dict
     manifest_path = folder / BUNDLE_MANIFEST
     if not manifest_path.is_file():
         if not is_bundle(folder):
-            raise IndexCorruptError(
+            raise BundleNotFoundError(
                 f"{folder} is not an index bundle written by `rag index` (no {BUNDLE_MANIFEST}); {BUILD_HINT}"
             )
         sides = [s for s in SIDES if (folder / s).is_dir()]
@@ -125,7 +130,7 @@ def check_bundle_exists(path: str | Path, notify: Notify | None = None) -> Path:
     if folder.is_dir():
         return folder
     if folder.exists():
-        raise IndexCorruptError(f"{folder} is a file, not an index bundle folder; {BUILD_HINT}")
+        raise BundleNotFoundError(f"{folder} is a file, not an index bundle folder; {BUILD_HINT}")
     restored = _restore_for_reader(folder, notify or _stderr)
     if restored:
         return folder
@@ -136,7 +141,7 @@ def check_bundle_exists(path: str | Path, notify: Notify | None = None) -> Path:
             f"{aside[-1]}. The next `rag add`, `rag delete` or `rag index` on {folder} restores it, or "
             f"rename it back yourself"
         )
-    raise IndexCorruptError(f"index bundle {folder} does not exist; {BUILD_HINT}")
+    raise BundleNotFoundError(f"index bundle {folder} does not exist; {BUILD_HINT}")
 
 
 # ------------------------------------------------------------------------------------------ target guard

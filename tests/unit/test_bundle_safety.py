@@ -325,3 +325,19 @@ def test_bundle_folders_follow_the_umask(tmp_path: Path, umask: int) -> None:
         os.umask(previous)
     for folder in (out, out / "bm25"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask, folder
+
+
+def test_a_bundle_that_is_not_there_is_not_found_not_corrupt(tmp_path: Path) -> None:
+    from indexers.bundle import BundleNotFoundError
+    from rag.core.errors import error_status
+
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "file.txt").write_text("x")
+    for path, message in [
+        ("missing", "does not exist"),
+        ("plain", "not an index bundle"),
+        ("file.txt", "is a file"),
+    ]:
+        with pytest.raises(BundleNotFoundError, match=message) as caught:
+            load_bundle_config(tmp_path / path)
+        assert error_status(caught.value) == (2, 404)

@@ -8,9 +8,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 import configs
+from indexers.bundle import BundleNotFoundError
 from rag.cli import app, describe_deletion, shorten
 from rag.core.config import load_config
-from rag.core.errors import IndexCorruptError
 
 runner = CliRunner()
 
@@ -122,8 +122,8 @@ def test_errors_are_one_line_not_tracebacks(tmp_path, tiny_model_dir):
     assert result.exit_code == 2
     assert "bad.jsonl:2" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["query", "--index", str(tmp_path / "missing"), "x"])
-    # The exit status is the error's own (IndexCorruptError: 3, rag.core.errors), not one for all.
-    assert result.exit_code == IndexCorruptError.exit_code == 3
+    # The exit status is the error's own (rag.core.errors): a bundle that is not there is a NotFoundError.
+    assert result.exit_code == BundleNotFoundError.exit_code == 2
     assert "missing does not exist" in result.output
 
 
@@ -200,13 +200,13 @@ def test_a_file_given_as_index_is_named_a_file(tmp_path):
     not_a_folder.write_text("hello")
     for args in (["query", "x"], ["delete", "d1"], ["add", "--corpus", str(not_a_folder)]):
         result = runner.invoke(app, [*args, "--index", str(not_a_folder)])
-        assert result.exit_code == 3, result.output
+        assert result.exit_code == 2, result.output
         assert "is a file" in result.output and "does not exist" not in result.output
         assert "Traceback" not in result.output
     empty = tmp_path / "empty"
     empty.mkdir()
     result = runner.invoke(app, ["query", "x", "--index", str(empty)])
-    assert result.exit_code == 3 and "not an index bundle" in result.output, result.output
+    assert result.exit_code == 2 and "not an index bundle" in result.output, result.output
 
 
 def test_missing_corpus_is_refused_before_indexing(tmp_path, tiny_model_dir):

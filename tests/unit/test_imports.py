@@ -58,9 +58,9 @@ def error_cases(tmp_path):
     return [
         (["--help"], 0),
         (["configs"], 0),
-        # A missing or non-bundle index is an IndexCorruptError: exit 3 (rag.core.errors).
-        (["query", "x", "--index", str(tmp_path / "nonexistent")], 3),
-        (["query", "x", "--index", str(a_file)], 3),
+        # A missing or non-bundle index is a NotFoundError: exit 2 (rag.core.errors).
+        (["query", "x", "--index", str(tmp_path / "nonexistent")], 2),
+        (["query", "x", "--index", str(a_file)], 2),
         (["query", "x", "--index", str(folder), "--top-k", "0"], 2),
         (["query", "x", "--index", str(folder), "--snippet", "-5"], 2),
         (["query", "x", "--index", str(folder), "--config", "no-such-config"], 2),
@@ -68,9 +68,9 @@ def error_cases(tmp_path):
         (["index", "--config", "bm25", "--corpus", str(tmp_path / "gone"), "--out", str(folder)], 2),
         (["index", "--config", "bm25", "--corpus", str(malformed), "--out", str(tmp_path / "o")], 2),
         (["index", "--config", "bm25", "--corpus", str(corpus), "--out", str(a_file)], 2),
-        (["add", "--index", str(folder), "--corpus", str(corpus)], 3),  # a folder, not a bundle
-        (["add", "--index", str(tmp_path / "nonexistent"), "--corpus", str(corpus)], 3),
-        (["delete", "--index", str(tmp_path / "nonexistent"), "a"], 3),
+        (["add", "--index", str(folder), "--corpus", str(corpus)], 2),  # a folder, not a bundle
+        (["add", "--index", str(tmp_path / "nonexistent"), "--corpus", str(corpus)], 2),
+        (["delete", "--index", str(tmp_path / "nonexistent"), "a"], 2),
         (["eval", "--config", str(bad), "--dataset", str(tmp_path)], 2),
     ]
 
