@@ -97,6 +97,14 @@ def eval_chunks(
         Path | None,
         typer.Option(help="Grid YAML of chunkers to compare, or a ready-made one by name, e.g. chunk_grid"),
     ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="Recursive chunker preset: chroma (Chroma's separators and their placement)"),
+    ] = None,
+    separator_placement: Annotated[
+        str | None,
+        typer.Option(help="Recursive chunker: a split-off separator ends the piece (end) or starts the next"),
+    ] = None,
     retrieve: Annotated[
         int | None, typer.Option(help="Chunks retrieved per question (default: the grid's, else 5)")
     ] = None,
@@ -123,7 +131,10 @@ def eval_chunks(
     # Arguments and configs first (light), heavy imports after: a wrong option answers at once.
     from rag.chunk_eval import DEFAULT_RETRIEVE, grid_configs
 
-    chunkers, grid_retrieve = _chunker_configs(chunker, size, overlap, grid, tokenizer)
+    recursive_options = {"preset": preset, "separator_placement": separator_placement}
+    chunkers, grid_retrieve = _chunker_configs(
+        chunker, size, overlap, grid, tokenizer, {k: v for k, v in recursive_options.items() if v is not None}
+    )
     base = read_config(config) if config is not None else None
     top = retrieve if retrieve is not None else (grid_retrieve or DEFAULT_RETRIEVE)
     configs = grid_configs(chunkers, base, model, top, mode)
@@ -160,11 +171,21 @@ def eval_chunks(
 
 
 def _chunker_configs(
-    chunker: str | None, size: int, overlap: int | None, grid: Path | None, tokenizer: str
+    chunker: str | None,
+    size: int,
+    overlap: int | None,
+    grid: Path | None,
+    tokenizer: str,
+    recursive_options: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """The chunker configs asked for: the grid file's, or the one ``--chunker`` describes."""
     if grid is not None and chunker is not None:
         raise ConfigError("pass either --chunker (one chunker) or --grid (a grid file), not both")
+    if recursive_options and chunker != "recursive":
+        raise ConfigError(
+            f"--{', --'.join(k.replace('_', '-') for k in recursive_options)} apply to --chunker "
+            "recursive only (in a grid file, put them in the chunker's entry)"
+        )
     if grid is not None:
         import configs
         from rag.chunk_eval import load_grid
@@ -184,6 +205,7 @@ def _chunker_configs(
             raise ConfigError("the semantic chunker has no overlap; drop --overlap")
     else:
         settings["overlap"] = size // 2 if overlap is None else overlap
+    settings.update(recursive_options or {})
     return [settings], None
 
 

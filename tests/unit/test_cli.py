@@ -375,3 +375,16 @@ def test_error_quoting_markup_is_one_line_not_a_traceback(tmp_path, tiny_model_d
     result = runner.invoke(app, ["delete", "--index", str(index), "[/]"])
     assert result.exit_code == 2, result.output
     assert "[/]" in result.output and "Traceback" not in result.output
+
+
+def test_eval_chunks_passes_the_recursive_preset_and_refuses_it_elsewhere(tmp_path):
+    from rag.cli.evaluation import _chunker_configs
+
+    chunkers, _ = _chunker_configs("recursive", 200, 0, None, "cl100k_base", {"preset": "chroma"})
+    assert chunkers == [
+        {"method": "recursive", "size": 200, "tokenizer": "cl100k_base", "overlap": 0, "preset": "chroma"}
+    ]
+    result = runner.invoke(
+        app, ["eval-chunks", "--dataset", str(tmp_path), "--chunker", "fixed", "--preset", "chroma"]
+    )
+    assert result.exit_code == 2 and "--preset apply to --chunker recursive only" in result.output
