@@ -211,13 +211,18 @@ def load_index(path: str | Path, fingerprint: EncoderFingerprint | None = None) 
     return cls.load(path, fingerprint)
 
 
+def rank_key(doc_id: str, score: float) -> tuple[float, str]:
+    """The order of every ranking (indexes, fusion): score descending, exact ties by id ascending."""
+    return (-score, doc_id)
+
+
 def ranked(hits: Iterable[tuple[str, float]], top_k: int) -> list[tuple[str, float]]:
-    """The best ``top_k`` hits: score descending, exact ties by id ascending.
+    """The best ``top_k`` hits in :func:`rank_key` order.
 
     >>> ranked([("b", 1.0), ("c", 2.0), ("a", 1.0)], top_k=2)
     [('c', 2.0), ('a', 1.0)]
     """
-    return sorted(hits, key=lambda hit: (-hit[1], hit[0]))[:top_k]
+    return sorted(hits, key=lambda hit: rank_key(*hit))[:top_k]
 
 
 def _target_name(target: Any) -> str:

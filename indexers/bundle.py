@@ -38,7 +38,7 @@ from typing import Any
 
 from indexers.manifest import MANIFEST_NAME, sha256_file, swap_into_place
 from rag.core.errors import ConfigError, IndexCorruptError, LockTimeoutError, NotFoundError
-from rag.core.files import fsync_dir, fsync_file, make_dir, write_file_atomically
+from rag.core.files import fsync_dir, fsync_file, human_bytes, make_dir, write_file_atomically
 
 BUNDLE_MANIFEST = "bundle.json"
 BUNDLE_CONFIG = "config.yaml"
@@ -224,7 +224,6 @@ class BundleWrite:
     target: Path
     staging: Path
     generation: int
-    committed: bool = False
 
     def commit(self) -> None:
         """Checksum the staged files into ``bundle.json``, flush everything and swap it into place."""
@@ -242,7 +241,6 @@ class BundleWrite:
         write_file_atomically(self.staging / BUNDLE_MANIFEST, json.dumps(manifest, indent=2) + "\n")
         fsync_dir(self.staging)
         swap_into_place(self.staging, self.target)
-        self.committed = True
 
 
 @contextmanager
@@ -357,7 +355,7 @@ def heal(target: Path, notify: Notify) -> None:
     if leftovers:
         notify(
             f"removed {len(leftovers)} leftover(s) of interrupted writes next to or inside {target} "
-            f"({_human(freed)} freed)"
+            f"({human_bytes(freed)} freed)"
         )
 
 
@@ -399,11 +397,3 @@ def _size(path: Path) -> int:
             except OSError:
                 pass
     return total
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"

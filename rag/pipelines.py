@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from haystack import Document, Pipeline
+from haystack import Document, Pipeline, tracing
 
 from indexers import build_index, directory_size, load_index
+from indexers.base import Index
 from indexers.build import encode_chunks
 from indexers.bundle import (
     BUILD_SUMMARY,
@@ -163,15 +164,12 @@ def _write_build_summary(folder: Path, summary: BundleSummary) -> None:
     (folder / BUILD_SUMMARY).write_text(json.dumps(dataclasses.asdict(summary), indent=2), encoding="utf-8")
 
 
-def _load_sides(index_dir: Path, config: RagConfig) -> dict[str, Any]:
+def _load_sides(index_dir: Path, config: RagConfig) -> tuple[dict[str, Index], DenseEncoder | None]:
     """Every index of a bundle, checked to hold the same chunks (a bundle written before bundle.json
-    existed could have sides from different writes)."""
-    sides: dict[str, Any] = {}
-    for side in config.sides:
-        if side == "dense":
-            sides[side] = load_index(index_dir / side, DenseEncoder(**encoder_settings(config)).fingerprint)
-        else:
-            sides[side] = load_index(index_dir / side)
+    existed could have sides from different writes), and the encoder of the sides that need one."""
+    encoder = DenseEncoder(**encoder_settings(config)) if config.needs_dense else None
+    fingerprint = encoder.fingerprint if encoder is not None else None
+    sides = {side: load_index(index_dir / side, fingerprint) for side in config.sides}
     id_sets = {side: set(index.ids) for side, index in sides.items()}
     if len({frozenset(ids) for ids in id_sets.values()}) > 1:
         counts = ", ".join(f"{side} {len(ids)}" for side, ids in id_sets.items())
@@ -179,10 +177,10 @@ def _load_sides(index_dir: Path, config: RagConfig) -> dict[str, Any]:
             f"the indexes of bundle {index_dir} hold different chunks ({counts}): an earlier write was "
             "interrupted. Rebuild the bundle with `rag index`"
         )
-    return sides
+    return sides, encoder
 
 
-def _finish_update(index_dir: Path, staging: Path, sides: dict[str, Any], documents: int) -> int:
+def _finish_update(index_dir: Path, staging: Path, sides: dict[str, Index], documents: int) -> int:
     """Save the updated sides and the bundle's own files into ``staging``; returns the chunk count."""
     for side, index in sides.items():
         index.save(staging / side)
@@ -225,9 +223,10 @@ def add_to_bundle(
     with bundle_write(index_dir, notify, lock_timeout, must_exist=True) as write:
         config = load_bundle_config(index_dir)
         chunks = chunk_documents(report.documents, make_chunker(config.chunking))
-        sides = _load_sides(index_dir, config)
-        stored = next(iter(sides.values())).get(next(iter(sides.values())).ids) if sides else []
-        known = set(next(iter(sides.values())).ids) if sides else set()
+        sides, encoder = _load_sides(index_dir, config)
+        first = next(iter(sides.values()))
+        stored = first.get(first.ids)
+        known = set(first.ids)
         clash = [c.id for c in chunks if c.id in known] + sorted(
             _source_ids(report.documents) & _source_ids(stored)
         )
@@ -237,12 +236,9 @@ def add_to_bundle(
                 f"{format_ids(list(dict.fromkeys(clash)))}. Delete them first (`rag delete`) or give new "
                 "ids; nothing was changed"
             )
-        for side, index in sides.items():
-            if side == "dense":
-                encoder = DenseEncoder(**encoder_settings(config))
-                index.add(chunks, encode_chunks(encoder, chunks, progress=progress))
-            else:
-                index.add(chunks)
+        vectors = encode_chunks(encoder, chunks, progress=progress) if encoder is not None else None
+        for index in sides.values():
+            index.add(chunks, vectors if index.needs_encoder else None)
         documents = len(_source_ids(stored)) + len(report.documents)
         _finish_update(index_dir, write.staging, sides, documents)
         write.commit()
@@ -276,7 +272,7 @@ def delete_from_bundle(
         raise ConfigError("give at least one document or chunk id to delete")
     with bundle_write(index_dir, notify, lock_timeout, must_exist=True) as write:
         config = load_bundle_config(index_dir)
-        sides = _load_sides(index_dir, config)
+        sides, _ = _load_sides(index_dir, config)
         first = next(iter(sides.values()))
         stored = first.get(first.ids)
         sources = _source_ids(stored)
@@ -410,8 +406,6 @@ def stage_timer() -> Iterator[dict[str, float]]:
     Haystack reports every component run to its tracer; ours forwards to whatever tracer was set
     (so a user's tracing keeps working) and adds the timings of the current context.
     """
-    from haystack import tracing
-
     if not isinstance(tracing.tracer.actual_tracer, _StageTimer):
         tracing.tracer.actual_tracer = _StageTimer(tracing.tracer.actual_tracer)
     seconds: dict[str, float] = {}
@@ -422,34 +416,28 @@ def stage_timer() -> Iterator[dict[str, float]]:
         _STAGE_SECONDS.reset(token)
 
 
-def _stage_timer_class() -> type:
-    from haystack import tracing
+class _StageTimer(tracing.Tracer):
+    """Forwards every span to the tracer it wraps and adds component run times to the current context."""
 
-    class StageTimer(tracing.Tracer):
-        def __init__(self, inner: tracing.Tracer) -> None:
-            self.inner = inner
+    def __init__(self, inner: tracing.Tracer) -> None:
+        self.inner = inner
 
-        @contextmanager
-        def trace(
-            self, operation_name: str, tags: dict[str, Any] | None = None, parent_span: Any = None
-        ) -> Iterator[Any]:
-            started = time.perf_counter()
-            try:
-                with self.inner.trace(operation_name, tags=tags, parent_span=parent_span) as span:
-                    yield span
-            finally:
-                seconds = _STAGE_SECONDS.get()
-                if seconds is not None and operation_name == "haystack.component.run":
-                    name = str((tags or {}).get("haystack.component.name"))
-                    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
+    @contextmanager
+    def trace(
+        self, operation_name: str, tags: dict[str, Any] | None = None, parent_span: Any = None
+    ) -> Iterator[Any]:
+        started = time.perf_counter()
+        try:
+            with self.inner.trace(operation_name, tags=tags, parent_span=parent_span) as span:
+                yield span
+        finally:
+            seconds = _STAGE_SECONDS.get()
+            if seconds is not None and operation_name == "haystack.component.run":
+                name = str((tags or {}).get("haystack.component.name"))
+                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
 
-        def current_span(self) -> Any:
-            return self.inner.current_span()
-
-    return StageTimer
-
-
-_StageTimer = _stage_timer_class()
+    def current_span(self) -> Any:
+        return self.inner.current_span()
 
 
 # Haystack refuses to rebuild classes from modules outside its allowlist; these are ours, and trusted.

@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from rag.cli.base import check_index_arg, command, console, human_bytes, plural, read_config, warn
+from rag.cli.base import check_index_arg, command, console, plural, read_config, warn
 from rag.cli.options import ConfigOption, IndexOption, ProgressOption
+from rag.core.files import human_bytes
 
 
 @command()

@@ -10,9 +10,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from rag.cli.base import command, console, human_bytes
+from rag.cli.base import command, console
 from rag.cli.evaluation import print_results
 from rag.cli.querying import print_ranking
+from rag.core.files import human_bytes
 from rag.demo import DEMO_DIR
 
 

@@ -47,6 +47,15 @@ def write_file_atomically(path: Path, content: str | bytes) -> None:
     fsync_dir(path.parent)
 
 
+def human_bytes(n: float) -> str:
+    """A size for people: ``512 B``, ``4.9 KB``, ``16.5 MB``."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
 def fsync_file(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())

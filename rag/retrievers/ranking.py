@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from haystack import Document, component
 
+from indexers.base import rank_key
 from rag.core.validation import check_top_k
 from rag.retrievers.base import RetrieverOutput
 
 
 def ranked(documents: list[Document], top_k: int | None = None) -> list[Document]:
-    """Documents by descending score; equal scores in ascending id order, so runs are deterministic.
+    """Documents in the order of every ranking (:func:`indexers.base.rank_key`: score descending, ties by
+    id), so runs are deterministic.
 
     >>> [d.id for d in ranked([Document(id="b", score=1.0), Document(id="a", score=1.0)])]
     ['a', 'b']
     """
-    order = sorted(documents, key=lambda d: (-(d.score if d.score is not None else float("-inf")), d.id))
+    order = sorted(documents, key=lambda d: rank_key(d.id, d.score if d.score is not None else float("-inf")))
     return order if top_k is None else order[:top_k]
 
 
