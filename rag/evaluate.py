@@ -76,6 +76,7 @@ from evaluation.reports import METRICS as SPAN_METRICS
 from evaluation.reports import build_report, group_summaries, mean_std, write_json
 from evaluation.spans import UNITS, Span, evaluate_spans
 from indexers import load_index
+from indexers.bundle import read_bundle_manifest
 from rag.core.cache import entry_key, kind_folder
 from rag.core.config import RagConfig
 from rag.core.errors import ConfigError
@@ -657,12 +658,12 @@ def document_spans(doc: Document, corpus_ids: Mapping[str, str] | None = None) -
 
 
 def _bundle_chunks(bundle: Path) -> list[Document]:
-    """Every chunk a bundle indexed (from its dense index, else its BM25 index)."""
-    for side in ("dense", "bm25"):
-        if (bundle / side).is_dir():
-            index = load_index(bundle / side)
-            return index.get(index.ids)
-    raise ConfigError(f"{bundle} holds neither a dense/ nor a bm25/ index; rebuild it with `rag index`")
+    """Every chunk a bundle indexed (its sides hold the same chunks; :mod:`indexers.bundle`)."""
+    sides = read_bundle_manifest(bundle)["sides"]
+    if not sides:
+        raise ConfigError(f"{bundle} holds no index; rebuild it with `rag index`")
+    index = load_index(bundle / sides[0])
+    return index.get(index.ids)
 
 
 def _corpus_id_map(chunks: Sequence[Document], data: ChunkEvalSet) -> dict[str, str]:
