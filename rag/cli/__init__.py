@@ -1,4 +1,4 @@
-"""Command line: ``rag index | query | add | delete | eval | eval-chunks | configs | quickstart``.
+"""Command line: ``rag index | query | add | delete | eval | eval-chunks | configs | quickstart | train``.
 
 One module per command group (:mod:`rag.cli.indexing`, :mod:`rag.cli.querying`,
 :mod:`rag.cli.evaluation`, :mod:`rag.cli.misc`), each registering its commands on the one app of
@@ -16,7 +16,7 @@ and every input error answer at once.
 
 from __future__ import annotations
 
-from rag.cli import evaluation, indexing, misc, querying  # noqa: F401  (each registers its commands)
+from rag.cli import evaluation, indexing, misc, querying, training  # noqa: F401  (each registers its commands)
 from rag.cli.base import app, friendly_errors
 from rag.cli.indexing import describe_deletion
 from rag.cli.querying import print_ranking, shorten
