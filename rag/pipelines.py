@@ -11,7 +11,7 @@ import dataclasses
 import json
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -347,12 +347,19 @@ class QueryResult:
     stage_seconds: dict[str, float]
 
 
-def run_query(pipeline: Pipeline, query: str, top_k: int | None = None) -> QueryResult:
+def run_query(
+    pipeline: Pipeline,
+    query: str,
+    top_k: int | None = None,
+    inputs: Mapping[str, Mapping[str, Any]] | None = None,
+) -> QueryResult:
     """Run one query through a pipeline, ours (built by :func:`build_pipeline`) or a user's own.
 
     The query goes to every component with an unconnected ``query`` input. ``top_k`` goes where the
     pipeline's query plan says (:mod:`rag.stages`: the result stage takes it, candidate stages fetch
     ``max(top_k, depth)``); a pipeline without a plan gives it to every unconnected ``top_k`` input.
+    ``inputs`` adds per-call values for other unconnected inputs, ``{component: {input: value}}`` (the
+    HTTP service's per-call overrides); they win over ``query`` and ``top_k`` for the inputs they name.
     The result is read from the last component, in graph order, that outputs ``documents``.
     """
     query = check_query(query)
@@ -370,6 +377,8 @@ def run_query(pipeline: Pipeline, query: str, top_k: int | None = None) -> Query
             takers = {name: k for name, sockets in free.items() if "top_k" in sockets}
         for name, depth in takers.items():
             data.setdefault(name, {})["top_k"] = depth
+    for name, values in (inputs or {}).items():
+        data.setdefault(name, {}).update(values)
     documents_from = str(plan["output"]) if plan else str(_last_producer(pipeline, "documents"))
     replies_from = _last_producer(pipeline, "replies", required=False)
     wanted = {n for n in (documents_from, replies_from) if n is not None}
