@@ -21,7 +21,10 @@ reached fails within ``connect_timeout`` seconds (5 by default), a server that d
 
 from __future__ import annotations
 
+import json
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,7 +35,7 @@ from rag.core.validation import check_instance
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["ChatClient", "ChatEndpointError", "LLMSettings", "OpenAICompatibleClient"]
+__all__ = ["ChatClient", "ChatEndpointError", "ChatReply", "LLMSettings", "OpenAICompatibleClient"]
 
 # Characters of a failed reply quoted in an error message.
 _QUOTED = 300
@@ -42,6 +45,17 @@ class ChatClient(Protocol):
     """An LLM behind a chat interface: takes OpenAI-style messages, returns the reply text."""
 
     def complete(self, messages: list[dict[str, str]]) -> str: ...
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """One reply: its text, the token counts the server reported (None when it reported none) and why
+    it stopped (``"stop"``, ``"length"``, ...)."""
+
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +129,17 @@ class OpenAICompatibleClient:
 
     def complete(self, messages: list[dict[str, str]]) -> str:
         """The reply text to ``messages``; raises :class:`ChatEndpointError` naming the URL on failure."""
+        return self.chat(messages).text
+
+    def chat(
+        self, messages: list[dict[str, str]], on_token: Callable[[str], None] | None = None
+    ) -> ChatReply:
+        """The reply to ``messages`` with the server's token counts; raises :class:`ChatEndpointError`.
+
+        With ``on_token`` the reply is streamed (``stream: true``, server-sent events) and each piece of
+        text is passed to ``on_token`` as it arrives. A stream that stalls for ``timeout`` seconds, or
+        takes longer than ``timeout`` seconds in all, is cut off with an error, never waited on forever.
+        """
         import httpx
 
         s = self.settings
@@ -123,12 +148,28 @@ class OpenAICompatibleClient:
             payload["max_tokens"] = s.max_tokens
         if s.json_mode:
             payload["response_format"] = {"type": "json_object"}
+        if on_token is not None:
+            payload["stream"] = True
         key = self._api_key()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         if self._client is None:
             self._client = httpx.Client(timeout=httpx.Timeout(s.timeout, connect=s.connect_timeout))
         try:
-            response = self._client.post(s.url, json=payload, headers=headers)
+            if on_token is None:
+                response = self._client.post(s.url, json=payload, headers=headers)
+                self._check_status(response, key)
+                return self._parse_completion(response, key)
+            with self._client.stream("POST", s.url, json=payload, headers=headers) as response:
+                if response.status_code >= 400:
+                    response.read()
+                self._check_status(response, key)
+                if "text/event-stream" not in response.headers.get("content-type", ""):
+                    # A server that ignores ``stream`` answers with one completion: pass it on whole.
+                    response.read()
+                    reply = self._parse_completion(response, key)
+                    on_token(reply.text)
+                    return reply
+                return self._read_stream(response, on_token, key)
         except httpx.ConnectTimeout:
             raise ChatEndpointError(
                 f"cannot reach the chat endpoint {s.url}: no connection within {s.connect_timeout} s; "
@@ -144,20 +185,77 @@ class OpenAICompatibleClient:
                 f"cannot reach the chat endpoint {s.url} ({type(exc).__name__}: {_masked(str(exc), key)}); "
                 "check base_url and that the server is running and reachable"
             ) from None
+
+    def _check_status(self, response: httpx.Response, key: str | None) -> None:
         if response.status_code >= 400:
             hint = f" ({self._key_hint(key)})" if response.status_code in (401, 403) else ""
             raise ChatEndpointError(
-                f"the chat endpoint {s.url} answered HTTP {response.status_code}{hint}: "
+                f"the chat endpoint {self.url} answered HTTP {response.status_code}{hint}: "
                 f"{_masked(response.text, key)[:_QUOTED]}"
             )
+
+    def _parse_completion(self, response: httpx.Response, key: str | None) -> ChatReply:
         try:
-            content = response.json()["choices"][0]["message"]["content"]
+            body = response.json()
+            choice = body["choices"][0]
+            content = choice["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise ChatEndpointError(
-                f"the chat endpoint {s.url} did not return an OpenAI chat completion: "
+                f"the chat endpoint {self.url} did not return an OpenAI chat completion: "
                 f"{_masked(response.text, key)[:_QUOTED]}"
             ) from None
-        return content if isinstance(content, str) else ""
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+        return ChatReply(
+            content if isinstance(content, str) else "",
+            _count(usage.get("prompt_tokens")),
+            _count(usage.get("completion_tokens")),
+            choice.get("finish_reason") if isinstance(choice, dict) else None,
+        )
+
+    def _read_stream(
+        self, response: httpx.Response, on_token: Callable[[str], None], key: str | None
+    ) -> ChatReply:
+        """Server-sent events of an OpenAI chat completion stream: ``data: {json}`` lines, then
+        ``data: [DONE]``. httpx has no SSE reader, and the format is a few lines, so it is read here."""
+        timeout = self.settings.timeout
+        deadline = time.monotonic() + timeout
+        pieces: list[str] = []
+        usage: dict[str, Any] = {}
+        finish: str | None = None
+        for line in response.iter_lines():
+            if time.monotonic() > deadline:
+                raise ChatEndpointError(
+                    f"the chat endpoint {self.url} did not finish its reply within {timeout} s; "
+                    "raise timeout or check the server"
+                )
+            if not line.startswith("data:"):
+                continue  # blank separators, comments (":"), event names
+            data = line[len("data:") :].strip()
+            if data == "[DONE]":
+                break
+            try:
+                event = json.loads(data)
+                choices = event.get("choices") or []
+                delta = (choices[0].get("delta") or {}) if choices else {}
+                piece = delta.get("content") or ""
+            except (ValueError, AttributeError, TypeError):
+                raise ChatEndpointError(
+                    f"the chat endpoint {self.url} sent a stream event that is not an OpenAI chat chunk: "
+                    f"{_masked(data, key)[:_QUOTED]}"
+                ) from None
+            if isinstance(event.get("usage"), dict):
+                usage = event["usage"]
+            if choices and choices[0].get("finish_reason"):
+                finish = str(choices[0]["finish_reason"])
+            if isinstance(piece, str) and piece:
+                pieces.append(piece)
+                on_token(piece)
+        return ChatReply(
+            "".join(pieces),
+            _count(usage.get("prompt_tokens")),
+            _count(usage.get("completion_tokens")),
+            finish,
+        )
 
     def _key_hint(self, key: str | None) -> str:
         name = self.settings.api_key_env
@@ -179,6 +277,10 @@ class OpenAICompatibleClient:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _masked(text: str, key: str | None) -> str:
