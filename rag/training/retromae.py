@@ -48,6 +48,7 @@ from torch import nn
 
 from rag.core.errors import ConfigError
 from rag.core.validation import positive_int
+from rag.training.common import TrainerCallback
 
 DUPMAE_HEAD_DIR = "dupmae"
 
@@ -366,13 +367,15 @@ def train_retromae(
     seed: int = 42,
     resume: bool = False,
     save_steps: int | None = None,
+    max_minutes: float | None = None,
     progress: bool = True,
 ) -> RetroMAERun:
     """Pretrain ``base`` with RetroMAE (DupMAE when ``settings.duplex``) on ``corpus``; save to ``out_dir``.
 
     ``corpus`` is anything ``rag index`` reads (texts ``title + " " + text``) or a list of passages.
     Checkpoints (``checkpoint-N``) and ``loss_log.jsonl`` go to ``out_dir``; ``resume`` continues from
-    the newest checkpoint. The saved model is a CLS-pooled sentence-transformers folder.
+    the newest checkpoint. ``max_minutes`` stops the run early (after the step that crosses it), for
+    runs with a CPU time budget. The saved model is a CLS-pooled sentence-transformers folder.
     """
     from transformers import Trainer, TrainingArguments
 
@@ -412,7 +415,7 @@ def train_retromae(
         args=args,
         train_dataset=_Passages(token_ids),
         data_collator=RetroMAECollator(tokenizer, settings, seed=seed),
-        callbacks=[LossLogCallback(out)],
+        callbacks=[LossLogCallback(out), *([_TimeBudget(max_minutes)] if max_minutes else [])],
     )
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -448,6 +451,22 @@ def train_retromae(
         },
     )
     return run
+
+
+class _TimeBudget(TrainerCallback):  # type: ignore[misc]
+    """Stop training once ``minutes`` of wall time have passed (transformers has a step limit only)."""
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = minutes * 60
+        self._start = time.monotonic()
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._start = time.monotonic()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if time.monotonic() - self._start >= self.seconds:
+            control.should_training_stop = True
+            control.should_save = True
 
 
 def save_dupmae_head(head: MLMHead, folder: Path) -> None:
