@@ -36,7 +36,7 @@ def probe_seconds_per_step(passages: list[str], settings, batch_size: int, learn
     """Wall seconds of one optimizer step, measured on two steps after a warm-up step."""
     import torch
 
-    from rag.training.retromae import RetroMAECollator, RetroMAEModel, load_encoder, tokenize_passages
+    from rag.training.retromae_model import RetroMAECollator, RetroMAEModel, load_encoder, tokenize_passages
 
     st_model = load_encoder(BASE, settings.max_length)
     ids = tokenize_passages(st_model.tokenizer, passages[: batch_size * 3], settings.max_length)

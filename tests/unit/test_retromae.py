@@ -10,14 +10,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from rag.core.errors import ConfigError  # noqa: E402
-from rag.training.retromae import (  # noqa: E402
+from rag.training.retromae import RetroMAESettings, train_retromae  # noqa: E402
+from rag.training.retromae_model import (  # noqa: E402
     RetroMAECollator,
-    RetroMAESettings,
     bow_targets,
     enhanced_attention_mask,
     ordinary_token_mask,
     sample_decoder_mask,
-    train_retromae,
 )
 
 PASSAGES = [
