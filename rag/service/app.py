@@ -32,6 +32,7 @@ from typing import Annotated, Any
 import anyio
 from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -226,6 +227,20 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         if status >= 500:
             log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
         return JSONResponse({"error": type(exc).__name__, "detail": _scrub(str(exc))}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each bad input, which may be megabytes, or a lone surrogate
+        # ("\\ud800", which pydantic refuses) that cannot be encoded as UTF-8 and turned a 422 into a 500.
+        errors = [
+            {
+                "loc": list(error.get("loc", ())),
+                "msg": str(error.get("msg", "")),
+                "type": str(error.get("type", "")),
+            }
+            for error in exc.errors()
+        ]
+        return JSONResponse({"error": "ValidationError", "detail": errors}, status_code=422)
 
     @app.exception_handler(_AuthError)
     async def auth_error(request: Request, exc: _AuthError) -> JSONResponse:

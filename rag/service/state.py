@@ -157,7 +157,9 @@ class ServedIndex:
                 corpus = Path(folder) / "documents.jsonl"
                 with open(corpus, "w", encoding="utf-8") as handle:
                     for record in documents:
-                        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                        # ASCII escapes: a lone surrogate a client sent stays an escape that the
+                        # reader replaces (and warns about) instead of a str that cannot be written.
+                        handle.write(json.dumps(record) + "\n")
                 summary = add_to_bundle(
                     self.path, corpus, progress=False, notify=self._notify, lock_timeout=self.lock_timeout
                 )

@@ -205,3 +205,23 @@ def test_metrics(server):
     assert 'route="<unmatched>",status="404"' in text
     assert 'rag_http_request_duration_seconds_count{method="POST",route="/query"} 2.0' in text
     assert 'rag_index_generation{index="docs"} 0.0' in text
+
+
+def test_lone_surrogates_never_crash(server):
+    """Half a surrogate pair ("\\ud800") cannot be encoded as UTF-8. In a query pydantic refuses it, and
+    the 422 must not echo it back; in a posted document the corpus reader's rule applies (U+FFFD and a
+    warning)."""
+    json_type = {"content-type": "application/json"}
+    query = httpx.post(f"{server}/query", content=b'{"query": "moon \\ud800 tides"}', headers=json_type)
+    assert query.status_code == 422 and query.json()["detail"][0]["loc"] == ["body", "query"], query.text
+    paired = httpx.post(f"{server}/query", content=b'{"query": "moon \\ud83d\\ude00"}', headers=json_type)
+    assert paired.status_code == 200  # a whole pair is one code point
+    added = httpx.post(
+        f"{server}/documents",
+        content=b'{"documents": [{"id": "s", "text": "lava \\ud800 flows", "meta": {"k\\ud801": 1}}]}',
+        headers={**AUTH, **json_type},
+    )
+    assert added.status_code == 201, added.text
+    assert "U+FFFD" in added.json()["warnings"][0] and "/tmp" not in added.text
+    (doc,) = httpx.post(f"{server}/query", json={"query": "lava flows"}).json()["documents"]
+    assert doc["content"] == "lava \ufffd flows" and doc["meta"]["k\ufffd"] == 1
