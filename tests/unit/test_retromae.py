@@ -210,3 +210,27 @@ def test_resume_continues_from_the_last_checkpoint(tiny_bert: Path, tmp_path: Pa
 def test_resume_without_checkpoint_is_a_clear_error(tiny_bert: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no checkpoint"):
         train_retromae(PASSAGES, str(tiny_bert), tmp_path / "empty", steps=2, resume=True, progress=False)
+
+
+def test_cli_trains_and_refuses_bad_input(tiny_bert: Path, tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": p}) + "\n" for i, p in enumerate(PASSAGES)))
+    runner = CliRunner()
+    bad = runner.invoke(app, ["train", "retromae", "--corpus", str(corpus), "--out", str(tmp_path / "m"),
+                              "--decoder-mask", "1.5"])  # fmt: skip
+    assert bad.exit_code == 2 and "decoder_mask" in bad.output
+    out = tmp_path / "m"
+    args = ["train", "retromae", "--corpus", str(corpus), "--out", str(out), "--base", str(tiny_bert),
+            "--duplex", "--steps", "3", "--batch-size", "2", "--max-length", "16"]  # fmt: skip
+    args.append("--no-progress")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "trained 3 steps" in result.output
+    assert SentenceTransformer(str(out), device="cpu").encode(["a protein"]).shape == (1, 32)
+    again = runner.invoke(app, args)  # the folder now holds a run: refused unless --resume
+    assert again.exit_code == 2 and "--resume" in again.output
