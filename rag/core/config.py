@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,31 @@ class EncoderConfig(_Checked):
         default="cpu",
         metadata={"pattern": DEVICE_PATTERN, "allowed": "cpu, cuda, cuda:N (e.g. cuda:0) or mps"},
     )
+    # TempScale (rag.encoders.tempscale): {tau: number > 0} divides every attention logit by tau; None: off.
+    tempscale: dict[str, Any] | None = field(default=None, metadata={"example": {"tau": 0.9}})
+
+    @staticmethod
+    def check_together(values: dict[str, Any], where: str, prefix: str) -> dict[str, Any]:
+        if values.get("tempscale") is not None:
+            values["tempscale"] = check_tempscale(values["tempscale"], _path(where, prefix, "tempscale"))
+        return values
+
+
+def check_tempscale(value: Any, name: str = "encoder.tempscale") -> dict[str, float]:
+    """``{tau: t}`` with ``t`` a finite number > 0 (1 changes nothing), tau as a float; else ConfigError."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{name} must be a mapping or null, got {value!r}; write e.g. tempscale: {{tau: 0.9}}"
+        )
+    check_keys(value, ("tau",), name)
+    tau = value.get("tau")
+    if isinstance(tau, bool) or not isinstance(tau, int | float) or not math.isfinite(tau) or tau <= 0:
+        raise ConfigError(
+            f"{name}.tau must be a number greater than 0 (1: no scaling), got {tau!r}; "
+            "write e.g. tempscale: {tau: 0.9}"
+        )
+    return {"tau": float(tau)}
+
 
 
 # Dense index parameters per type, with their defaults. None means "chosen from the corpus size at build

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.core.config import EncoderConfig
+from rag.core.config import EncoderConfig, check_tempscale
 from rag.core.errors import EncoderMismatchError
 from rag.core.models import (
     ModelFiles,
@@ -162,9 +162,12 @@ class DenseEncoder:
         document_prefix: str = EncoderConfig.document_prefix,
         device: str = EncoderConfig.device,
         progress: bool = False,
+        tempscale: dict[str, Any] | None = EncoderConfig.tempscale,
     ) -> None:
         # The settings and their checks are declared once, in the config section.
-        EncoderConfig(model, batch_size, max_length, normalize, query_prefix, document_prefix, device)
+        EncoderConfig(
+            model, batch_size, max_length, normalize, query_prefix, document_prefix, device, tempscale
+        )
         self.model_name = model
         self.batch_size = batch_size
         self.max_length = max_length
@@ -173,6 +176,10 @@ class DenseEncoder:
         self.document_prefix = document_prefix
         self.device = device
         self.progress = progress
+        self.tempscale = tempscale
+        # TempScale's temperature (rag.encoders.tempscale); tau 1 changes no weight, so it is "none" too.
+        tau = check_tempscale(tempscale)["tau"] if tempscale is not None else None
+        self.tempscale_tau = tau if tau != 1.0 else None
         self._model: Any = None
         self._files: ModelFiles | None = None
         self._files_known = False
@@ -187,6 +194,7 @@ class DenseEncoder:
             "query_prefix": self.query_prefix,
             "document_prefix": self.document_prefix,
             "device": self.device,
+            "tempscale": self.tempscale,
         }
 
     @property
@@ -194,7 +202,9 @@ class DenseEncoder:
         if self._model is None:
             # transformers draws "Loading weights" bars on every load; only show them when progress is on.
             with quiet_model_loading(not self.progress):
-                self._model = load_sentence_transformer(self.model_name, self.device, self.max_length)
+                self._model = load_sentence_transformer(
+                    self.model_name, self.device, self.max_length, self.tempscale_tau
+                )
         return self._model
 
     @property
@@ -208,7 +218,7 @@ class DenseEncoder:
             pooling=_pooling_mode(model),
             normalize=self.normalize,
             max_length=int(model.max_seq_length),
-            tempscale_tau=None,
+            tempscale_tau=self.tempscale_tau,
             model_sha256=files.sha256 if files else "",
             revision=files.revision if files else "",
             query_prefix=self.query_prefix,
@@ -259,13 +269,23 @@ class DenseEncoder:
 
 
 @functools.lru_cache(maxsize=4)
-def load_sentence_transformer(name: str, device: str = "cpu", max_length: int | None = None) -> Any:
-    """Load a model once per process: a query encoder and a retriever checking its fingerprint share it."""
+def load_sentence_transformer(
+    name: str, device: str = "cpu", max_length: int | None = None, tempscale_tau: float | None = None
+) -> Any:
+    """Load a model once per process: a query encoder and a retriever checking its fingerprint share it.
+
+    ``tempscale_tau``: fold TempScale's temperature into the loaded weights (:mod:`rag.encoders.tempscale`);
+    each tau is its own cache entry, since folding changes the model.
+    """
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(resolve_model(name), device=device)
     if max_length is not None:
         model.max_seq_length = max_length
+    if tempscale_tau is not None:
+        from rag.encoders.tempscale import apply_tempscale
+
+        apply_tempscale(model, tempscale_tau)
     return model
 
 
