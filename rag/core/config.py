@@ -52,6 +52,7 @@ RETRIEVAL_SIDES: dict[str, tuple[str, ...]] = {
     "dense": ("dense",),
     "bm25": ("bm25",),
     "hybrid": ("dense", "bm25"),
+    "colbert": ("multivector",),
 }
 RETRIEVAL_MODES = tuple(RETRIEVAL_SIDES)
 # Kinds of the stages a config may list after retrieval (their names are registered in rag.stages).
@@ -173,6 +174,39 @@ class IndexConfig(_Checked):
             kind = values.get("type", "flat")
             values["params"] = check_index_params(kind, values["params"], _path(where, prefix, "params"))
         return values
+
+# Codecs of the multi-vector token index (indexers.multivector): FAISS IVF + residual PQ, IVF + residual
+# 8-bit scalar quantization, IVF + a float16 copy.
+MULTIVECTOR_CODECS = ("ivfpq", "ivfsq", "fp16")
+
+
+@dataclass(frozen=True)
+class ColBERTConfig(_Checked):
+    """The ``colbert`` section: the ColBERT encoder and the multi-vector index (``retrieval.mode: colbert``).
+
+    ``model`` is a ColBERT checkpoint folder (train one with ``rag train colbert --out DIR``). ``index``
+    is the codec, ``nlist`` the k-means lists (None: sized from the token count), ``m`` / ``nbits`` the
+    product quantizer of ``ivfpq``; ``nprobe`` lists probed per query token, at most ``candidates``
+    documents scored by exact MaxSim, or every document with ``exhaustive: true``.
+    """
+
+    model: str = ""
+    dim: int = field(default=128, metadata=_POSITIVE)
+    query_maxlen: int = field(default=32, metadata={"minimum": 3})
+    doc_maxlen: int = field(default=180, metadata={"minimum": 3})
+    batch_size: int = field(default=32, metadata=_POSITIVE)
+    device: str = field(
+        default="cpu",
+        metadata={"pattern": DEVICE_PATTERN, "allowed": "cpu, cuda, cuda:N (e.g. cuda:0) or mps"},
+    )
+    index: str = field(default="ivfpq", metadata={"choices": MULTIVECTOR_CODECS})
+    nlist: int | None = field(default=None, metadata={"minimum": 1, "example": 2048})
+    m: int | None = field(default=None, metadata={"minimum": 1, "example": 32})
+    nbits: int = field(default=8, metadata={"minimum": 1, "maximum": 16})
+    nprobe: int = field(default=4, metadata=_POSITIVE)
+    candidates: int = field(default=1024, metadata=_POSITIVE)
+    exhaustive: bool = False
+
 
 
 @dataclass(frozen=True)
@@ -396,6 +430,7 @@ class RagConfig(_Checked):
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     bm25: dict[str, Any] = field(default_factory=dict, metadata={"example": {"k1": 1.2, "b": 0.75}})
+    colbert: ColBERTConfig = field(default_factory=ColBERTConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     # Stages after retrieval, in order: {kind: rerank, name: identity, <settings>} (see rag.stages).
     stages: list[dict[str, Any]] = field(
@@ -403,7 +438,9 @@ class RagConfig(_Checked):
     )
 
     # Sections left empty in YAML (``encoder:`` with nothing under it) are None: their defaults apply.
-    SECTIONS: ClassVar[tuple[str, ...]] = ("chunking", "encoder", "index", "bm25", "retrieval", "stages")
+    SECTIONS: ClassVar[tuple[str, ...]] = (
+        "chunking", "encoder", "index", "bm25", "retrieval", "colbert", "stages"
+    )
 
     @property
     def sides(self) -> tuple[str, ...]:
