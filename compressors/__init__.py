@@ -1,10 +1,15 @@
-"""Compression of retrieved context before it reaches an LLM (summarization and semantic compression).
+"""Compression of retrieved context before it reaches an LLM, as Haystack components and ``compress``
+stages (:mod:`compressors.stages`):
 
-No compressor is implemented yet. The contract they will follow is already fixed by the evaluation: a
-compressed document keeps ``meta["provenance"]``, the ``[source_id, start, end]`` character spans of
-the source text it kept, so span metrics measure how much gold evidence survives compression (see
-:mod:`rag.evaluate`). A compressor that calls an LLM (summarization) does so through
-:mod:`rag.core.llm` (``ChatClient``, ``OpenAICompatibleClient``), as the rest of the project does.
+- :class:`~compressors.semantic.SemanticCompressor`: TCRA-LLM's word impact (drop the words whose
+  removal moves the sentence embedding least);
+- :class:`~compressors.extractive.ExtractiveCompressor`: keep the sentences most similar to the query;
+- :class:`~compressors.abstractive.AbstractiveCompressor`: a query-focused summary by an LLM (no
+  provenance);
+- :class:`~compressors.random_drop.RandomCompressor`: random words, the baseline.
 
-Imports only ``rag.core`` and ``rag.encoders`` from this project.
+The shared contract (target ``ratio`` / ``budget``, word units, ``meta["provenance"]`` spans that
+:mod:`rag.evaluate` scores, token accounting in ``meta["compression"]``) is in :mod:`compressors.base`.
+A compressor that calls an LLM does so through :mod:`rag.core.llm` or the local model of
+:mod:`rag.generation.local`.
 """

@@ -1,0 +1,126 @@
+"""Extractive compression: keep the sentences most similar to the query until the target is met.
+
+Sentences (:func:`compressors.base.split_sentences`) of all the query's documents are ranked by the
+cosine similarity of their embedding to the query's (the pipeline's encoder, queries with its query
+prefix, sentences with its document prefix). They are taken in that order while they fit the target;
+one that does not fit is skipped and smaller ones later in the ranking may still fit. Kept sentences stay
+in their original order, with their provenance (:mod:`compressors.base`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from haystack import Document, component
+
+from compressors.base import (
+    DEFAULT_TOKENIZER,
+    CompressorOutput,
+    Unit,
+    account,
+    check_budget,
+    check_documents,
+    check_ratio,
+    check_tokenizer,
+    compressed_document,
+    pieces,
+    split_sentences,
+    target_tokens,
+)
+from rag.core.models import DEFAULT_DENSE_MODEL
+from rag.core.tokenizers import get_token_counter
+from rag.core.validation import positive_int
+from rag.encoders.dense import DenseEncoder
+
+
+@component
+class ExtractiveCompressor:
+    """Keeps the sentences of the retrieved documents that are most similar to the query.
+
+    :param model: sentence-transformers model (folder, package or hub id), the pipeline's encoder.
+    :param query_prefix: / :param document_prefix: the encoder's prefixes (E5-style models need them).
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_DENSE_MODEL,
+        ratio: float | None = None,
+        budget: int | None = None,
+        tokenizer: str = DEFAULT_TOKENIZER,
+        query_prefix: str = "",
+        document_prefix: str = "",
+        batch_size: int = 64,
+        device: str = "cpu",
+    ) -> None:
+        self.model = model
+        self.ratio = check_ratio(ratio)
+        self.budget = check_budget(budget)
+        self.tokenizer = check_tokenizer(tokenizer)
+        self.query_prefix = query_prefix
+        self.document_prefix = document_prefix
+        self.batch_size = positive_int(batch_size, "batch_size")
+        self.device = device
+        self._encoder = DenseEncoder(
+            model=model,
+            batch_size=batch_size,
+            device=device,
+            query_prefix=query_prefix,
+            document_prefix=document_prefix,
+        )
+
+    def warm_up(self) -> None:
+        _ = self._encoder.model
+
+    @component.output_types(documents=list[Document], metrics=dict)
+    def run(
+        self,
+        documents: list[Document],
+        query: str,
+        ratio: float | None = None,
+        budget: int | None = None,
+        top_k: int | None = None,
+    ) -> CompressorOutput:
+        started = time.perf_counter()
+        ratio, budget = check_ratio(ratio), check_budget(budget)
+        if ratio is None and budget is None:
+            ratio, budget = self.ratio, self.budget
+        documents, query = check_documents(documents, query, top_k)
+        count = get_token_counter(self.tokenizer).count
+        before = sum(count(d.content or "") for d in documents)
+        target = target_tokens(before, count(query), ratio, budget)
+        sentences = [
+            [Unit(s, e, "sentence", k) for k, (s, e) in enumerate(split_sentences(d.content or ""))]
+            for d in documents
+        ]
+        flat = [(i, k) for i, units in enumerate(sentences) for k in range(len(units))]
+        texts = [(documents[i].content or "")[sentences[i][k].start : sentences[i][k].end] for i, k in flat]
+        kept = [[False] * len(units) for units in sentences]
+        if flat:
+            vectors = self._encoder.encode_documents(texts)
+            query_vector = self._encoder.encode_queries([query])[0]
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            query_vector /= max(float(np.linalg.norm(query_vector)), 1e-12)
+            similarity = vectors @ query_vector
+            used = 0
+            for position in sorted(range(len(flat)), key=lambda p: (-float(similarity[p]), p)):
+                i, k = flat[position]
+                # A sentence costs its own tokens plus, at most, the space that joins it to a neighbour.
+                cost = count(texts[position])
+                if used + cost > target:
+                    continue
+                kept[i][k] = True
+                trial = sum(count(_text(d, s, m)) for d, s, m in zip(documents, sentences, kept, strict=True))
+                if trial > target:
+                    kept[i][k] = False
+                    continue
+                used = trial
+        outputs = [
+            compressed_document(d, pieces(s, m)) for d, s, m in zip(documents, sentences, kept, strict=True)
+        ]
+        return account("extractive", self.tokenizer, documents, outputs, target, started)
+
+
+def _text(doc: Document, units: list[Unit], kept: list[bool]) -> str:
+    content = doc.content or ""
+    return " ".join(content[s:e] for s, e in pieces(units, kept))

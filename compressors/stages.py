@@ -1,0 +1,77 @@
+"""The ``compress`` stages (registered in :mod:`rag.stages`): ``semantic``, ``extractive``,
+``abstractive`` and ``random``.
+
+Each reads the documents of the stage before it and the query, and becomes the pipeline's documents,
+so ``rag eval`` scores what reaches the LLM (by provenance) and :func:`rag.pipelines.run_query` returns
+the compressed documents, each with ``meta["compression"]`` (the token accounting)::
+
+    stages:
+      - {kind: compress, name: semantic, ratio: 0.5}            # or budget: 512
+      - {kind: compress, name: extractive, ratio: 0.35}
+      - {kind: compress, name: abstractive, ratio: 0.35}        # SmolLM2, or base_url + model
+      - {kind: compress, name: random, ratio: 0.5, seed: 0}     # the baseline
+
+Defaults taken from the config: ``model`` (semantic, extractive) is the config's ``encoder.model``
+(extractive also takes its prefixes, both its ``device``); ``tokenizer`` is the tokenizer of the
+config's generator (:func:`rag.generation.generator_tokenizer_name`: the local model's own, else
+``cl100k_base``). Settings are the components' constructor arguments; unknown keys are refused.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from compressors.abstractive import AbstractiveCompressor
+from compressors.extractive import ExtractiveCompressor
+from compressors.random_drop import RandomCompressor
+from compressors.semantic import SemanticCompressor
+from rag.core.validation import check_keys
+from rag.stages import PipelineDraft, register_stage
+
+KIND = "compress"
+
+
+def _settings(draft: PipelineDraft, name: str, cls: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    check_keys(settings, allowed, f"config: stages[{KIND}/{name}]", "setting")
+    merged = dict(settings)
+    if "tokenizer" not in merged:
+        from rag.generation import generator_tokenizer_name
+
+        merged["tokenizer"] = generator_tokenizer_name(draft.config)
+    encoder = draft.config.encoder
+    if "model" in allowed and "model" not in merged and cls is not AbstractiveCompressor:
+        merged["model"] = encoder.model
+    if "device" in allowed and "device" not in merged:
+        merged["device"] = encoder.device
+    if cls is ExtractiveCompressor:
+        merged.setdefault("query_prefix", encoder.query_prefix)
+        merged.setdefault("document_prefix", encoder.document_prefix)
+    return merged
+
+
+def _add(draft: PipelineDraft, name: str, cls: Any, settings: dict[str, Any]) -> None:
+    component = cls(**_settings(draft, name, cls, settings))
+    # The compressor takes the per-call top_k (it compresses the first top_k documents it is given).
+    draft.add_documents_stage(f"{name}_compressor", component)
+
+
+@register_stage(KIND, "semantic")
+def semantic(draft: PipelineDraft, settings: dict[str, Any]) -> None:
+    _add(draft, "semantic", SemanticCompressor, settings)
+
+
+@register_stage(KIND, "extractive")
+def extractive(draft: PipelineDraft, settings: dict[str, Any]) -> None:
+    _add(draft, "extractive", ExtractiveCompressor, settings)
+
+
+@register_stage(KIND, "abstractive")
+def abstractive(draft: PipelineDraft, settings: dict[str, Any]) -> None:
+    _add(draft, "abstractive", AbstractiveCompressor, settings)
+
+
+@register_stage(KIND, "random")
+def random(draft: PipelineDraft, settings: dict[str, Any]) -> None:
+    _add(draft, "random", RandomCompressor, settings)
