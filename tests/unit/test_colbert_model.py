@@ -61,6 +61,8 @@ def build_tiny_bert(folder: Path, hidden: int = 32) -> Path:
         num_attention_heads=2,
         intermediate_size=2 * hidden,
         max_position_embeddings=256,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
