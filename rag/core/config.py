@@ -116,7 +116,6 @@ def check_tempscale(value: Any, name: str = "encoder.tempscale") -> dict[str, fl
     return {"tau": float(tau)}
 
 
-
 # Dense index parameters per type, with their defaults. None means "chosen from the corpus size at build
 # time" (indexers.dense.resolve_params). Kept here, not in indexers/, so that a config is checked without
 # importing FAISS.
@@ -175,6 +174,7 @@ class IndexConfig(_Checked):
             values["params"] = check_index_params(kind, values["params"], _path(where, prefix, "params"))
         return values
 
+
 # Codecs of the multi-vector token index (indexers.multivector): FAISS IVF + residual PQ, IVF + residual
 # 8-bit scalar quantization, IVF + a float16 copy.
 MULTIVECTOR_CODECS = ("ivfpq", "ivfsq", "fp16")
@@ -206,7 +206,6 @@ class ColBERTConfig(_Checked):
     nprobe: int = field(default=4, metadata=_POSITIVE)
     candidates: int = field(default=1024, metadata=_POSITIVE)
     exhaustive: bool = False
-
 
 
 @dataclass(frozen=True)
@@ -430,8 +429,8 @@ class RagConfig(_Checked):
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     bm25: dict[str, Any] = field(default_factory=dict, metadata={"example": {"k1": 1.2, "b": 0.75}})
-    colbert: ColBERTConfig = field(default_factory=ColBERTConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    colbert: ColBERTConfig = field(default_factory=ColBERTConfig)
     # Stages after retrieval, in order: {kind: rerank, name: identity, <settings>} (see rag.stages).
     stages: list[dict[str, Any]] = field(
         default_factory=list, metadata={"example": [{"kind": "rerank", "name": "identity"}]}
