@@ -100,6 +100,15 @@ def print_answer(text: str, index: Any, rag_config: Any, top_k: int, snippet: in
     ]
     stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in result.stage_seconds.items())
     console.print(Text(f"tokens ({counter.name}): {', '.join(parts)}"))
+    compression = next((d.meta["compression"] for d in result.documents if "compression" in d.meta), None)
+    if isinstance(compression, dict):  # a compress stage's accounting (compressors.base.account)
+        console.print(
+            Text(
+                f"compression ({compression.get('compressor')}, {compression.get('tokenizer')}): "
+                f"{compression.get('query_tokens_before')} -> {compression.get('query_tokens_after')} tokens "
+                f"(ratio {compression.get('ratio', 0):.2f}) in {compression.get('seconds', 0):.2f} s"
+            )
+        )
     console.print(Text(f"time: {stages}"))
 
 

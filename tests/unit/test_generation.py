@@ -564,3 +564,59 @@ def test_smollm2_answers_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     reply = llm.chat([{"role": "user", "content": "What is the capital of France? Answer in one word."}])
     assert "Paris" in reply.text
     assert llm.count_tokens("Paris") >= 1 and Path(llm.tokenizer_name).is_relative_to(tmp_path)
+
+
+def test_rag_compressed_config_is_retrieve_compress_prompt_generate() -> None:
+    import configs
+    from rag.core.config import load_config
+
+    config = load_config(configs.config_path("rag_compressed"))
+    assert [s["kind"] for s in config.stages] == ["compress", "prompt", "generate"]
+    assert config.stages[0]["name"] == "semantic" and config.stages[-1]["name"] == "local"
+    assert with_generator(config) is config
+    assert configs.description("rag_compressed")
+
+
+def test_compressed_pipeline_answers_with_compression_accounting(tiny_causal: Path, tmp_path: Path) -> None:
+    """configs/rag_compressed.yaml end to end on three documents, with the tiny model as generator."""
+    import dataclasses
+
+    import configs
+    from rag.core.config import load_config
+    from rag.pipelines import build_bundle, build_pipeline, run_query
+    from rag.stages import registered_stages
+
+    if "semantic" not in registered_stages().get("compress", []):
+        pytest.skip("the semantic compress stage (compressors.stages) is not registered yet")
+    config = load_config(configs.config_path("rag_compressed"))
+    stages = [*config.stages[:-1], {**config.stages[-1], "model": str(tiny_causal), "max_new_tokens": 3}]
+    config = dataclasses.replace(config, stages=stages)
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(
+        "".join(
+            json.dumps({"id": i, "text": t}) + "\n"
+            for i, t in [
+                (
+                    "light",
+                    "The lighthouse on the northern cliff burned whale oil in its great lamp every night.",
+                ),
+                ("bees", "Honeybees dance in the hive to point their sisters at fields of flowers."),
+                ("tide", "The tides rise and fall twice a day because the moon pulls on the oceans."),
+            ]
+        )
+    )
+    build_bundle(config, corpus, tmp_path / "idx", progress=False)
+    result = run_query(build_pipeline(config, tmp_path / "idx"), "what did the lamp burn", top_k=2)
+    assert result.replies is not None and result.replies[0].meta["usage"]["completion_tokens"] <= 3
+    accounting = result.documents[0].meta["compression"]
+    assert accounting["tokenizer"] == str(tiny_causal)  # the generator's own tokenizer
+    assert accounting["query_tokens_after"] <= accounting["query_tokens_before"]
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+
+    (tmp_path / "mine.yaml").write_text(config.to_yaml())
+    args = ["query", "--index", str(tmp_path / "idx"), "--config", str(tmp_path / "mine.yaml"), "--generate"]
+    shown = CliRunner().invoke(app, [*args, "--top-k", "2", "what did the lamp burn"])
+    assert shown.exit_code == 0, shown.output
+    assert re.search(r"compression \(semantic, .*\): \d+ -> \d+ tokens \(ratio 0\.\d\d\)", shown.output)

