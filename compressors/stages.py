@@ -15,6 +15,9 @@ Defaults taken from the config: ``model`` (semantic, extractive) is the config's
 (extractive also takes its prefixes, both its ``device``); ``tokenizer`` is the tokenizer of the
 config's generator (:func:`rag.generation.generator_tokenizer_name`: the local model's own, else
 ``cl100k_base``). Settings are the components' constructor arguments; unknown keys are refused.
+
+Importing this module also adds the compression columns to ``rag eval``'s report
+(:func:`compression_columns`: ``compress_tokens_before``, ``compress_tokens_after``, ``compress_ratio``).
 """
 
 from __future__ import annotations
@@ -75,3 +78,32 @@ def abstractive(draft: PipelineDraft, settings: dict[str, Any]) -> None:
 @register_stage(KIND, "random")
 def random(draft: PipelineDraft, settings: dict[str, Any]) -> None:
     _add(draft, "random", RandomCompressor, settings)
+
+
+def compression_columns(context: Any) -> list[dict[str, float]]:
+    """Report columns of a config with a compress stage (``rag eval``'s cost columns): per query, the
+    context tokens before and after compression and their ratio, from ``meta["compression"]``. The
+    stage's seconds are already in ``stage_seconds``; a config without a compress stage adds nothing."""
+    if not any(stage.get("kind") == KIND for stage in context.config.stages):
+        return [{} for _ in context.outcomes]
+    rows = []
+    for outcome in context.outcomes:
+        accounts = [d.meta["compression"] for d in outcome.documents if "compression" in (d.meta or {})]
+        last = accounts[-1] if accounts else {"query_tokens_before": 0, "query_tokens_after": 0, "ratio": 1.0}
+        rows.append(
+            {
+                "compress_tokens_before": float(last["query_tokens_before"]),
+                "compress_tokens_after": float(last["query_tokens_after"]),
+                "compress_ratio": float(last["ratio"]),
+            }
+        )
+    return rows
+
+
+def _register_columns() -> None:
+    from rag.evaluate import register_metric
+
+    register_metric("cost", compression_columns)
+
+
+_register_columns()

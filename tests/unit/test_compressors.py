@@ -397,3 +397,23 @@ def test_unknown_stage_setting_is_refused(tmp_path: Path) -> None:
     draft = PipelineDraft(RagConfig(name="x"), tmp_path)
     with pytest.raises(ConfigError, match="unknown setting"):
         stage_builder("compress", "random")(draft, {"ration": 0.5})
+
+
+def test_report_columns_read_the_accounting() -> None:
+    from compressors.stages import compression_columns
+    from rag.core.config import RagConfig
+    from rag.evaluate import METRIC_FUNCTIONS, QueryOutcome, RunContext
+
+    assert compression_columns in METRIC_FUNCTIONS["cost"]
+    result = RandomCompressor(ratio=0.5).run(chunks_of(TEXT, [80]), "q?")
+    outcomes = [QueryOutcome("q1", "q?", result["documents"], {}), QueryOutcome("q2", "q?", [], {})]
+    compressed = RagConfig.from_dict({"name": "c", "stages": [{"kind": "compress", "name": "random"}]})
+    rows = compression_columns(RunContext(None, compressed, outcomes))  # type: ignore[arg-type]
+    metrics = result["metrics"]
+    assert rows[0] == {
+        "compress_tokens_before": metrics["query_tokens_before"],
+        "compress_tokens_after": metrics["query_tokens_after"],
+        "compress_ratio": metrics["ratio"],
+    }
+    assert rows[1]["compress_ratio"] == 1.0
+    assert compression_columns(RunContext(None, RagConfig(name="plain"), outcomes)) == [{}, {}]  # type: ignore[arg-type]
