@@ -38,6 +38,7 @@ import re
 import string
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,9 @@ def main() -> None:
     parser.add_argument(
         "--budget-minutes", type=float, default=14.0, help="stop starting new questions' answers after this"
     )
+    parser.add_argument(
+        "--deadline", default=None, help="HH:MM (UTC): also stop starting new answers at this time of day"
+    )
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.8, 0.5, 0.35])
     parser.add_argument("--compressors", nargs="+", default=["semantic", "extractive", "random"])
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
@@ -256,10 +260,15 @@ def main() -> None:
     if args.answer:
         llm.warm_up()  # the first use converts the GGUF once (see rag.generation.local)
     generation_started = time.perf_counter()
+    deadline = None
+    if args.deadline:
+        hours, minutes = (int(x) for x in args.deadline.split(":"))
+        deadline = datetime.now(UTC).replace(hour=hours, minute=minutes, second=0, microsecond=0)
     answered: list[str] = []
     for number, q in enumerate(sample[: args.answer]):
-        if time.perf_counter() - generation_started > 60 * args.budget_minutes:
-            console.print(f"generation budget of {args.budget_minutes} min reached after {number} questions")
+        late = deadline is not None and datetime.now(UTC) >= deadline
+        if late or time.perf_counter() - generation_started > 60 * args.budget_minutes:
+            console.print(f"generation time budget reached after {number} questions")
             break
         for label in labels:
             row = rows[label][q["id"]]
