@@ -17,6 +17,7 @@ project's metric code. Writes ``benchmarks/results/colbert_training.json`` and p
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -93,6 +94,13 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--negatives", default="bm25", choices=["bm25", "dense", "none"])
     parser.add_argument("--distill", default=None, help="dense teacher (`dense`: the bundled MiniLM)")
+    parser.add_argument(
+        "--deadline",
+        default=None,
+        help="HH:MM (UTC): train at most until this time minus --eval-minutes (the queue for the CPU "
+        "lock decides when training starts)",
+    )
+    parser.add_argument("--eval-minutes", type=float, default=10.0, help="time kept for the evaluation")
     parser.add_argument("--force", action="store_true", help="retrain even if --out holds a finished run")
     parser.add_argument("--no-eval", dest="eval", action="store_false")
     args = parser.parse_args()
@@ -106,14 +114,28 @@ def main() -> None:
         info = json.loads(summary_file.read_text())
         print(f"reusing the finished run in {args.out} (--force retrains)")
     else:
+        minutes = args.minutes
+        if args.deadline:
+            now = datetime.datetime.now(datetime.UTC)
+            hour, minute = (int(x) for x in args.deadline.split(":"))
+            end = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            minutes = min(minutes, (end - now).total_seconds() / 60 - args.eval_minutes)
+            if minutes < 2:
+                raise SystemExit(
+                    f"only {minutes:.1f} min left before --deadline {args.deadline}: not training"
+                )
+            print(f"training budget: {minutes:.1f} min")
         settings = ColBERTSettings(
             steps=args.steps,
             batch_size=args.batch_size,
             lr=args.lr,
             negatives=args.negatives,
             distill=args.distill,
-            max_minutes=args.minutes,
-            save_steps=max(1, args.steps // 4),
+            max_minutes=minutes,
+            # The time budget, not the step count, ends the run: keep the learning rate flat after warm-up.
+            schedule="constant_with_warmup",
+            warmup_steps=5,
+            save_steps=25,
         )
         info = train_colbert(f"beir:{args.data}:train", BASE, args.out, settings, progress=True)
     result: dict[str, Any] = {

@@ -57,8 +57,11 @@ class ColBERTSettings(TrainSettings):
     distill: str | None = None
     # The teacher's cosines span about [-1, 1]; / 0.05 gives them the spread of the student's MaxSim.
     teacher_temperature: float = field(default=0.05, metadata={"minimum": 1e-6})
-    # Wall-clock budget of the training loop: it stops (and saves) at the first step past it.
+    # Wall-clock budget of the training loop: it stops (and saves) at the first step past it. With a
+    # time budget, a "constant_with_warmup" schedule keeps the learning rate meaningful wherever it stops.
     max_minutes: float | None = field(default=None, metadata={"minimum": 1e-3, "example": 20.0})
+    schedule: str = field(default="linear", metadata={"choices": ("linear", "constant_with_warmup")})
+    warmup_steps: int | None = field(default=None, metadata={"minimum": 0, "example": 5})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -214,6 +217,8 @@ def fit_colbert(
             prompts=prompts,
             # In-batch negatives must not be copies of the positive (SciFact queries share documents).
             batch_sampler="no_duplicates",
+            lr_scheduler_type=settings.schedule,
+            **({} if settings.warmup_steps is None else {"warmup_steps": settings.warmup_steps}),
         )
     )
     limit = time_limit(settings.max_minutes) if settings.max_minutes else None

@@ -127,17 +127,51 @@ def test_distillation_and_resume(tiny: tuple[Path, Path], tmp_path: Path) -> Non
     )
     assert first["loss"] == "MultiVectorDistillKLDivLoss" and first["columns"][-1] == "negative_2"
     assert (out / "checkpoint-4").is_dir()
-    again = train_colbert(
+    # Resumed through the command line, which must reach the same trainer.
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+
+    args = [
+        "train",
+        "colbert",
+        "--out",
+        str(out),
+        "--pairs",
         f"beir:{beir}",
+        "--base",
         str(bert),
-        out,
-        settings(steps=6, save_steps=2, distill=str(bert), negatives_per_query=2),
-        resume=True,
-        progress=False,
-        log=lambda _: None,
-    )
+        "--steps",
+        "6",
+    ]
+    args += ["--save-steps", "2", "--distill", str(bert), "--negatives-per-query", "2", "--batch-size", "4"]
+    args += ["--lr", "1e-2", "--dim", "16", "--query-maxlen", "8", "--doc-maxlen", "24", "--seed", "0"]
+    refused = CliRunner().invoke(app, args + ["--no-progress"])
+    assert refused.exit_code == 2 and "pass --resume" in refused.output
+    result = CliRunner().invoke(app, args + ["--resume", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    again = json.loads((out / "training.json").read_text())
     assert again["steps"] == 6 and again["resumed_from"].endswith("checkpoint-4")
     from rag.training.common import read_loss_log
 
     steps = [r["step"] for r in read_loss_log(out)]
     assert steps[-2:] == [5, 6]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--pairs", "foo:bar"], "beir:DIR"),
+        (["--pairs", "beir:x", "--distill", "dense", "--negatives", "none"], "needs --negatives"),
+        (["--pairs", "beir:x", "--negatives", "sparse"], "negatives"),
+        (["--pairs", "beir:x", "--steps", "0"], "steps"),
+    ],
+)
+def test_cli_refuses_bad_arguments(tmp_path: Path, extra: list[str], message: str) -> None:
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+
+    result = CliRunner().invoke(app, ["train", "colbert", "--out", str(tmp_path / "m"), *extra])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "m").exists()
