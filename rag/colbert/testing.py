@@ -31,6 +31,7 @@ from rag.colbert import (
     DOCUMENT_MARKER,
     QUERY_MARKER,
 )
+from rag.colbert.model import check_lengths  # light: torch is imported inside its functions
 from rag.core.validation import positive_int
 
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -99,13 +100,7 @@ class FakeColBERTEncoder:
     ) -> None:
         self.model_name = str(model)
         self.dim = positive_int(dim, "dim")
-        self.query_maxlen = positive_int(query_maxlen, "query_maxlen")
-        self.doc_maxlen = positive_int(doc_maxlen, "doc_maxlen")
-        if self.query_maxlen < 3 or self.doc_maxlen < 3:
-            raise ValueError(
-                f"query_maxlen ({query_maxlen}) and doc_maxlen ({doc_maxlen}) must be at least 3: "
-                "[CLS], the marker and [SEP] take three tokens"
-            )
+        self.query_maxlen, self.doc_maxlen = check_lengths(query_maxlen, doc_maxlen)
         self.batch_size = positive_int(batch_size, "batch_size")
         self.device = device
         self.tokenizer = FakeTokenizer()
