@@ -109,18 +109,18 @@ class Encodings:
         return vectors
 
     def documents(
-        self, what: str, tau: float, length: int, texts: list[str], tokens: np.ndarray
+        self, what: str, tau: float, length: int, texts: list[str], tokens: np.ndarray, queries: bool = False
     ) -> np.ndarray | None:
-        """Vectors at ``length``: those at BASE_LENGTH, with the documents longer than it encoded again."""
+        """Vectors at ``length``: those at BASE_LENGTH, with the texts longer than it encoded again."""
         if length <= BASE_LENGTH:
-            return self.get(what, tau, length, texts)
-        base = self.get(what, tau, BASE_LENGTH, texts)
+            return self.get(what, tau, length, texts, queries)
+        base = self.get(what, tau, BASE_LENGTH, texts, queries)
         if base is None:
             return None
         longer = np.flatnonzero(tokens > BASE_LENGTH)
         if len(longer) == 0:
             return base
-        again = self.get(f"{what} (> {BASE_LENGTH} tokens)", tau, length, [texts[i] for i in longer])
+        again = self.get(f"{what} (> {BASE_LENGTH} tokens)", tau, length, [texts[i] for i in longer], queries)
         if again is None:
             return None
         out = base.copy()
@@ -184,6 +184,7 @@ def scifact_inputs(folder: Path, tokenizer: Any) -> dict[str, Any]:
         "qrels": data.qrels,
         "query_ids": list(data.queries),
         "query_texts": list(data.queries.values()),
+        "query_tokens": token_counts(tokenizer, list(data.queries.values())),
         "doc_ids": doc_ids,
         "texts": texts,
         "tokens": tokens,
@@ -232,6 +233,7 @@ def squad_inputs(path: Path, tokenizer: Any, articles: int, queries: int) -> lis
                 "qrels": bucket.qrels,
                 "query_ids": list(bucket.queries),
                 "query_texts": list(bucket.queries.values()),
+                "query_tokens": token_counts(tokenizer, list(bucket.queries.values())),
                 "doc_ids": doc_ids,
                 "texts": texts,
                 "tokens": token_counts(tokenizer, texts),
@@ -385,7 +387,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "benchmarks" / ".cache" / "tempscale")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tempscale.json")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)
     seed_cache = ROOT / "benchmarks" / ".cache" / "embeddings"
     enc = Encodings(args.cache_dir / "embeddings", args.budget_minutes, seed_cache)
     tokenizer = enc.encoder(1.0, BASE_LENGTH).model.tokenizer
@@ -410,7 +412,9 @@ def main() -> None:
     plan += [("scifact", t, n) for n in lengths[1:] for t in taus]
     for dataset, tau, length in plan:
         if dataset == "squad":
-            queries = enc.get("squad queries", tau, length, single["query_texts"], queries=True)
+            queries = enc.documents(
+                "squad queries", tau, length, single["query_texts"], single["query_tokens"], queries=True
+            )
             for bucket in squad:
                 what = f"squad {bucket['paragraphs']} par."
                 docs = enc.documents(what, tau, length, bucket["texts"], bucket["tokens"])
@@ -421,7 +425,9 @@ def main() -> None:
                 row["answer_cut"] = answer_cut(bucket, single, length)
                 rows.append(row)
         else:
-            queries = enc.get("scifact queries", tau, length, sci["query_texts"], queries=True)
+            queries = enc.documents(
+                "scifact queries", tau, length, sci["query_texts"], sci["query_tokens"], queries=True
+            )
             docs = enc.documents("scifact corpus", tau, length, sci["texts"], sci["tokens"])
             if docs is None or queries is None:
                 missing.append(f"scifact tau={tau} max_length={length}")
