@@ -17,20 +17,13 @@ kept as ``summary_of``), so span metrics refuse to score it rather than credit i
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 from haystack import Document, component
 
 from compressors.base import (
     DEFAULT_TOKENIZER,
-    CompressorOutput,
-    account,
-    check_budget,
-    check_documents,
-    check_ratio,
-    check_tokenizer,
-    target_tokens,
+    Compressor,
 )
 from rag.core.errors import ConfigError
 from rag.core.llm import ChatClient, LLMSettings, OpenAICompatibleClient
@@ -45,7 +38,7 @@ _SPAN_KEYS = ("source_id", "start", "end", "provenance")
 
 
 @component
-class AbstractiveCompressor:
+class AbstractiveCompressor(Compressor):
     """Replaces each retrieved document by a query-focused summary of it (module docstring).
 
     :param model: the local model (folder, package or hub id), or with ``base_url`` the endpoint's model.
@@ -53,6 +46,8 @@ class AbstractiveCompressor:
     :param prompt: the instruction, with ``{words}``, ``{query}`` and ``{text}`` placeholders.
     :param max_new_tokens: the most tokens the local model writes per summary.
     """
+
+    method = "abstractive"
 
     def __init__(
         self,
@@ -71,9 +66,7 @@ class AbstractiveCompressor:
         if missing:
             raise ConfigError(f"the abstractive prompt must contain {', '.join(missing)}; got {prompt!r}")
         self.model = model
-        self.ratio = check_ratio(ratio)
-        self.budget = check_budget(budget)
-        self.tokenizer = check_tokenizer(tokenizer)
+        self.set_target(ratio, budget, tokenizer)
         self.base_url = base_url
         self.api_key_env = api_key_env
         self.timeout = timeout
@@ -83,7 +76,13 @@ class AbstractiveCompressor:
         self._client: ChatClient | None = None
         if base_url is not None:  # checked now: a bad URL fails at construction
             self._client = OpenAICompatibleClient(
-                LLMSettings(base_url, model, api_key_env=api_key_env, timeout=timeout, temperature=0.0)
+                LLMSettings(
+                    base_url,
+                    model,
+                    api_key_env=api_key_env,
+                    timeout=timeout,
+                    temperature=0.0,
+                )
             )
 
     def warm_up(self) -> None:
@@ -100,36 +99,25 @@ class AbstractiveCompressor:
             self._client = LocalLLM(model=self.model, max_new_tokens=self.max_new_tokens, device=self.device)
         return self._client
 
-    @component.output_types(documents=list[Document], metrics=dict)
-    def run(
-        self,
-        documents: list[Document],
-        query: str,
-        ratio: float | None = None,
-        budget: int | None = None,
-        top_k: int | None = None,
-    ) -> CompressorOutput:
-        started = time.perf_counter()
-        ratio, budget = check_ratio(ratio), check_budget(budget)
-        if ratio is None and budget is None:
-            ratio, budget = self.ratio, self.budget
-        documents, query = check_documents(documents, query, top_k)
+    def compress(self, documents: list[Document], query: str, target: int) -> list[Document]:
         counter = get_token_counter(self.tokenizer)
-        sizes = [counter.count(d.content or "") for d in documents]
-        target = target_tokens(sum(sizes), counter.count(query), ratio, budget)
-        shares = _shares(sizes, target)
-        outputs = [self._summary(doc, query, share) for doc, share in zip(documents, shares, strict=True)]
-        return account("abstractive", self.tokenizer, documents, outputs, target, started)
+        shares = _shares([counter.count(d.content or "") for d in documents], target)
+        return [self._summary(doc, query, share) for doc, share in zip(documents, shares, strict=True)]
 
     def _summary(self, doc: Document, query: str, share: int) -> Document:
         meta: dict[str, Any] = {k: v for k, v in (doc.meta or {}).items() if k not in _SPAN_KEYS}
-        meta.update(has_provenance=False, summary_of=str((doc.meta or {}).get("source_id", doc.id)))
+        meta.update(
+            has_provenance=False,
+            summary_of=str((doc.meta or {}).get("source_id", doc.id)),
+        )
         text = ""
         if share > 0 and (doc.content or "").strip():
             words = max(1, math.floor(share * 0.75))  # about 0.75 English words per token
             message = self.prompt.format(words=words, query=query, text=doc.content)
             text = fit(
-                self._llm().complete([{"role": "user", "content": message}]).strip(), share, self.tokenizer
+                self._llm().complete([{"role": "user", "content": message}]).strip(),
+                share,
+                self.tokenizer,
             )
         return Document(id=doc.id, content=text, meta=meta, score=doc.score)
 

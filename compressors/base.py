@@ -42,10 +42,10 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, ClassVar, TypedDict
 
 import regex
-from haystack import Document
+from haystack import Document, component
 
 from rag.core.errors import ConfigError
 from rag.core.tokenizers import DEFAULT_TOKENIZER, TokenCounter, get_token_counter
@@ -370,7 +370,10 @@ def account(
     }
     documents = []
     for doc, b, a in zip(outputs, before, after, strict=True):
-        meta = {**doc.meta, "compression": {**metrics, "tokens_before": b, "tokens_after": a}}
+        meta = {
+            **doc.meta,
+            "compression": {**metrics, "tokens_before": b, "tokens_after": a},
+        }
         documents.append(Document(id=doc.id, content=doc.content, meta=meta, score=doc.score))
     return {"documents": documents, "metrics": metrics}
 
@@ -381,9 +384,56 @@ def check_tokenizer(tokenizer: Any) -> str:
     return str(tokenizer)
 
 
+class Compressor:
+    """What every compressor component shares: the target settings and ``run``.
+
+    A subclass (decorated with ``@component``) calls :meth:`set_target` in its constructor and
+    implements :meth:`compress`, which returns one document per input document (module docstring);
+    ``run`` checks the input, resolves the target and does the accounting.
+    """
+
+    method: ClassVar[str]  # its name in reports and meta["compression"]
+    ratio: float | None
+    budget: int | None
+    tokenizer: str
+
+    def set_target(self, ratio: Any, budget: Any, tokenizer: Any) -> None:
+        # Stored under the constructor's names: Haystack serializes a component from them.
+        self.ratio = check_ratio(ratio)
+        self.budget = check_budget(budget)
+        self.tokenizer = check_tokenizer(tokenizer)
+
+    @component.output_types(documents=list[Document], metrics=dict)
+    def run(
+        self,
+        documents: list[Document],
+        query: str,
+        ratio: float | None = None,
+        budget: int | None = None,
+        top_k: int | None = None,
+    ) -> CompressorOutput:
+        """Compress the first ``top_k`` (default all) documents retrieved for ``query``; ``ratio`` /
+        ``budget`` given here replace the constructor's."""
+        started = time.perf_counter()
+        ratio, budget = check_ratio(ratio), check_budget(budget)
+        if ratio is None and budget is None:
+            ratio, budget = self.ratio, self.budget
+        documents, query = check_documents(documents, query, top_k)
+        counter = get_token_counter(self.tokenizer)
+        before = sum(counter.count(d.content or "") for d in documents)
+        target = target_tokens(before, counter.count(query), ratio, budget)
+        outputs = self.compress(documents, query, target)
+        return account(self.method, self.tokenizer, documents, outputs, target, started)
+
+    def compress(self, documents: list[Document], query: str, target: int) -> list[Document]:
+        """The compressed documents, holding at most ``target`` tokens in all."""
+        raise NotImplementedError
+
+
 __all__ = [
     "DEFAULT_RATIO",
     "DEFAULT_TOKENIZER",
+    "Compressor",
     "CompressorOutput",
     "DocUnits",
     "Origin",

@@ -9,24 +9,16 @@ in their original order, with their provenance (:mod:`compressors.base`).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from haystack import Document, component
 
 from compressors.base import (
     DEFAULT_TOKENIZER,
-    CompressorOutput,
+    Compressor,
     Unit,
-    account,
-    check_budget,
-    check_documents,
-    check_ratio,
-    check_tokenizer,
     compressed_document,
     pieces,
     split_sentences,
-    target_tokens,
 )
 from rag.core.models import DEFAULT_DENSE_MODEL
 from rag.core.tokenizers import get_token_counter
@@ -35,12 +27,14 @@ from rag.encoders.dense import DenseEncoder
 
 
 @component
-class ExtractiveCompressor:
+class ExtractiveCompressor(Compressor):
     """Keeps the sentences of the retrieved documents that are most similar to the query.
 
     :param model: sentence-transformers model (folder, package or hub id), the pipeline's encoder.
     :param query_prefix: / :param document_prefix: the encoder's prefixes (E5-style models need them).
     """
+
+    method = "extractive"
 
     def __init__(
         self,
@@ -54,9 +48,7 @@ class ExtractiveCompressor:
         device: str = "cpu",
     ) -> None:
         self.model = model
-        self.ratio = check_ratio(ratio)
-        self.budget = check_budget(budget)
-        self.tokenizer = check_tokenizer(tokenizer)
+        self.set_target(ratio, budget, tokenizer)
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
         self.batch_size = positive_int(batch_size, "batch_size")
@@ -72,23 +64,8 @@ class ExtractiveCompressor:
     def warm_up(self) -> None:
         _ = self._encoder.model
 
-    @component.output_types(documents=list[Document], metrics=dict)
-    def run(
-        self,
-        documents: list[Document],
-        query: str,
-        ratio: float | None = None,
-        budget: int | None = None,
-        top_k: int | None = None,
-    ) -> CompressorOutput:
-        started = time.perf_counter()
-        ratio, budget = check_ratio(ratio), check_budget(budget)
-        if ratio is None and budget is None:
-            ratio, budget = self.ratio, self.budget
-        documents, query = check_documents(documents, query, top_k)
+    def compress(self, documents: list[Document], query: str, target: int) -> list[Document]:
         count = get_token_counter(self.tokenizer).count
-        before = sum(count(d.content or "") for d in documents)
-        target = target_tokens(before, count(query), ratio, budget)
         sentences = [
             [Unit(s, e, "sentence", k) for k, (s, e) in enumerate(split_sentences(d.content or ""))]
             for d in documents
@@ -115,10 +92,9 @@ class ExtractiveCompressor:
                     kept[i][k] = False
                     continue
                 used = trial
-        outputs = [
+        return [
             compressed_document(d, pieces(s, m)) for d, s, m in zip(documents, sentences, kept, strict=True)
         ]
-        return account("extractive", self.tokenizer, documents, outputs, target, started)
 
 
 def _text(doc: Document, units: list[Unit], kept: list[bool]) -> str:

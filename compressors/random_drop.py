@@ -14,23 +14,21 @@ from haystack import Document, component
 
 from compressors.base import (
     DEFAULT_TOKENIZER,
-    CompressorOutput,
+    Compressor,
     DocUnits,
-    check_budget,
-    check_documents,
-    check_ratio,
-    check_tokenizer,
 )
 from compressors.words import WordDrop, compress_words
 from rag.core.validation import non_negative_int
 
 
 @component
-class RandomCompressor:
+class RandomCompressor(Compressor):
     """Drops random words of the retrieved documents until ``ratio`` / ``budget`` is met.
 
     :param seed: with the query, fixes which words go.
     """
+
+    method = "random"
 
     def __init__(
         self,
@@ -39,25 +37,11 @@ class RandomCompressor:
         tokenizer: str = DEFAULT_TOKENIZER,
         seed: int = 0,
     ) -> None:
-        self.ratio = check_ratio(ratio)
-        self.budget = check_budget(budget)
-        self.tokenizer = check_tokenizer(tokenizer)
+        self.set_target(ratio, budget, tokenizer)
         self.seed = non_negative_int(seed, "seed")
 
-    @component.output_types(documents=list[Document], metrics=dict)
-    def run(
-        self,
-        documents: list[Document],
-        query: str,
-        ratio: float | None = None,
-        budget: int | None = None,
-        top_k: int | None = None,
-    ) -> CompressorOutput:
-        ratio, budget = check_ratio(ratio), check_budget(budget)
-        if ratio is None and budget is None:
-            ratio, budget = self.ratio, self.budget
-        documents, query = check_documents(documents, query, top_k)
-        return compress_words("random", documents, query, ratio, budget, self.tokenizer, self._drop)
+    def compress(self, documents: list[Document], query: str, target: int) -> list[Document]:
+        return compress_words(documents, query, target, self.tokenizer, self._drop)
 
     def _drop(self, docs: list[DocUnits], query: str, target: int, helper: WordDrop) -> None:
         pairs = [(i, u) for i, d in enumerate(docs) for u in range(len(d.units))]

@@ -32,13 +32,9 @@ from haystack import Document, component
 
 from compressors.base import (
     DEFAULT_TOKENIZER,
-    CompressorOutput,
+    Compressor,
     DocUnits,
     Unit,
-    check_budget,
-    check_documents,
-    check_ratio,
-    check_tokenizer,
     pieces,
     split_words,
 )
@@ -61,7 +57,7 @@ def english_stopwords() -> frozenset[str]:
 
 
 @component
-class SemanticCompressor:
+class SemanticCompressor(Compressor):
     """Drops the least meaningful words of the retrieved documents (module docstring).
 
     :param model: sentence-transformers model for the sentence embeddings (folder, package or hub id).
@@ -74,6 +70,8 @@ class SemanticCompressor:
     :param cache_size: sentence embeddings kept between calls (by text; 0: none). Retrieved chunks
         recur across queries, and impacts of the greedy mode do not depend on the query.
     """
+
+    method = "semantic"
 
     def __init__(
         self,
@@ -106,9 +104,7 @@ class SemanticCompressor:
         if protected is not None and not all(isinstance(w, str) for w in protected):
             raise ConfigError(f"protected must be a list of words, got {protected!r}")
         self.model = model
-        self.ratio = check_ratio(ratio)
-        self.budget = check_budget(budget)
-        self.tokenizer = check_tokenizer(tokenizer)
+        self.set_target(ratio, budget, tokenizer)
         self.mode = mode
         self.step = float(step)
         self.stopwords = stopwords
@@ -131,21 +127,8 @@ class SemanticCompressor:
     def warm_up(self) -> None:
         _ = self._encoder.model
 
-    @component.output_types(documents=list[Document], metrics=dict)
-    def run(
-        self,
-        documents: list[Document],
-        query: str,
-        ratio: float | None = None,
-        budget: int | None = None,
-        top_k: int | None = None,
-    ) -> CompressorOutput:
-        """Compress the documents retrieved for ``query``; ``ratio`` / ``budget`` override the settings."""
-        ratio, budget = check_ratio(ratio), check_budget(budget)
-        if ratio is None and budget is None:
-            ratio, budget = self.ratio, self.budget
-        documents, query = check_documents(documents, query, top_k)
-        return compress_words("semantic", documents, query, ratio, budget, self.tokenizer, self._drop)
+    def compress(self, documents: list[Document], query: str, target: int) -> list[Document]:
+        return compress_words(documents, query, target, self.tokenizer, self._drop)
 
     # --- word classes --------------------------------------------------------------------------------
 
@@ -165,7 +148,11 @@ class SemanticCompressor:
             for k, unit in enumerate(d.units):
                 row.append(
                     self._tier(
-                        text, unit, k == 0 or d.units[k - 1].sentence != unit.sentence, query_words, extra
+                        text,
+                        unit,
+                        k == 0 or d.units[k - 1].sentence != unit.sentence,
+                        query_words,
+                        extra,
                     )
                 )
             tiers.append(row)

@@ -2,65 +2,52 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 from haystack import Document
 
 from compressors.base import (
-    CompressorOutput,
     DocUnits,
-    account,
-    check_documents,
     compressed_document,
     drop_to_target,
     pieces,
     sentence_words,
-    target_tokens,
     unit_costs,
 )
 from rag.core.tokenizers import get_token_counter
 
 
 def compress_words(
-    name: str,
     documents: list[Document],
     query: str,
-    ratio: float | None,
-    budget: int | None,
+    target: int,
     tokenizer: str,
     drop: Callable[[list[DocUnits], str, int, WordDrop], None],
-) -> CompressorOutput:
-    """Compress ``documents`` by dropping word units; ``drop`` decides which (it calls
+) -> list[Document]:
+    """``documents`` with word units dropped to ``target`` tokens; ``drop`` decides which (it calls
     :meth:`WordDrop.to_target` with the order it wants, once or in rounds)."""
-    started = time.perf_counter()
-    documents, query = check_documents(documents, query)
     counter = get_token_counter(tokenizer)
-    before = sum(counter.count(d.content or "") for d in documents)
-    target = target_tokens(before, counter.count(query), ratio, budget)
     docs = []
     for doc in documents:
         units = sentence_words(doc.content or "")
         docs.append(DocUnits(doc, units, [True] * len(units)))
-    helper = WordDrop(
-        docs,
-        counter.count,
-        {
-            (i, u): cost
-            for i, d in enumerate(docs)
-            for u, cost in enumerate(unit_costs(counter, d.doc.content or "", d.units))
-        },
-    )
-    drop(docs, query, target, helper)
-    outputs = [compressed_document(d.doc, pieces(d.units, d.kept)) for d in docs]
-    return account(name, tokenizer, documents, outputs, target, started)
+    costs = {
+        (i, u): cost
+        for i, d in enumerate(docs)
+        for u, cost in enumerate(unit_costs(counter, d.doc.content or "", d.units))
+    }
+    drop(docs, query, target, WordDrop(docs, counter.count, costs))
+    return [compressed_document(d.doc, pieces(d.units, d.kept)) for d in docs]
 
 
 class WordDrop:
     """Drops units of the documents towards a target; keeps the token costs and the exact count."""
 
     def __init__(
-        self, docs: list[DocUnits], count: Callable[[str], int], costs: dict[tuple[int, int], int]
+        self,
+        docs: list[DocUnits],
+        count: Callable[[str], int],
+        costs: dict[tuple[int, int], int],
     ) -> None:
         self.docs = docs
         self.count = count
