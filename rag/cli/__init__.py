@@ -16,7 +16,7 @@ and every input error answer at once.
 
 from __future__ import annotations
 
-from rag.cli import evaluation, indexing, misc, querying, serving, train_colbert, training  # noqa: F401  (each registers its commands)
+from rag.cli import evaluation, indexing, misc, querying, serving, train_colbert, train_contrastive, train_finetune, train_retromae, training  # noqa: F401  (each registers its commands)
 from rag.cli.base import app, friendly_errors
 from rag.cli.indexing import describe_deletion
 from rag.cli.querying import print_ranking, shorten
