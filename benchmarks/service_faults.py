@@ -40,7 +40,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from service_load import free_port  # noqa: E402
+from service_load import start_server  # noqa: E402  (one helper, shared with the load benchmark)
 
 RESULTS = ROOT / "benchmarks" / "results"
 KEY = "service-faults-benchmark-key-0123456789"
@@ -53,28 +53,6 @@ NEW = [
     for i in range(10)
 ]
 DOOMED = "d05"
-
-
-def start_server(bundle: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "RAG_API_KEY": KEY, "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "rag.cli", "serve", "--index", f"b={bundle}", "--port", str(port)]
-    process = subprocess.Popen(
-        command + ["--log-level", "error"], env=env, stdout=log.open("a"), stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"rag serve exited with {process.returncode}; see {log}")
-        try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    process.kill()
-    raise SystemExit(f"rag serve not ready after 600 s; see {log}")
 
 
 def send(base: str, op: str) -> httpx.Response:
@@ -161,7 +139,7 @@ def main() -> None:
             for op in ("add", "delete"):
                 work = scratch / f"time-{kind}-{op}" / "bundle"
                 shutil.copytree(pristine, work)
-                process, base = start_server(work, log)
+                process, base = start_server(f"b={work}", KEY, log, "--log-level", "error")
                 t0 = time.perf_counter()
                 response = send(base, op)
                 timings[kind][op] = time.perf_counter() - t0
@@ -172,7 +150,7 @@ def main() -> None:
                 for trial in range(args.trials):
                     work = scratch / f"{kind}-{op}-{trial}" / "bundle"
                     shutil.copytree(pristine, work)
-                    process, base = start_server(work, log)
+                    process, base = start_server(f"b={work}", KEY, log, "--log-level", "error")
                     delay = rng.uniform(0, 1.2 * timings[kind][op])
                     answer: dict[str, Any] = {}
 

@@ -41,41 +41,11 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from service_load import free_port  # noqa: E402  (one helper, shared with the load benchmark)
+from service_load import start_server  # noqa: E402  (one helper, shared with the load benchmark)
 
 RESULTS = ROOT / "benchmarks" / "results"
 KEY = "service-fuzz-benchmark-key-0123456789"
 MAX_BODY = 1_000_000
-
-
-def start_server(bundle: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "RAG_API_KEY": KEY, "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "rag.cli", "serve", "--index", f"demo={bundle}", "--port", str(port)]
-    command += [
-        "--max-body-bytes",
-        str(MAX_BODY),
-        "--max-top-k",
-        "50",
-        "--timeout",
-        "60",
-        "--log-level",
-        "error",
-    ]
-    process = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"rag serve exited with {process.returncode}; see {log}")
-        try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit(f"rag serve not ready after 600 s; see {log}")
 
 
 class Tally:
@@ -355,7 +325,17 @@ def main() -> None:
             {"name": "hybrid", "retrieval": {"mode": "hybrid", "top_k": 10, "candidates": 50}}
         )
         build_bundle(config, DEMO_DIR / "corpus.jsonl", bundle, progress=False)
-        process, base = start_server(bundle, scratch / "server.log")
+        options = [
+            "--max-body-bytes",
+            str(MAX_BODY),
+            "--max-top-k",
+            "50",
+            "--timeout",
+            "60",
+            "--log-level",
+            "error",
+        ]
+        process, base = start_server(f"demo={bundle}", KEY, scratch / "server.log", *options)
         tally = Tally()
         started = time.perf_counter()
         try:

@@ -63,12 +63,13 @@ def scifact_bundle(cache_dir: Path) -> Path:
     return bundle
 
 
-def start_server(bundle: Path, threads: int, log: Path) -> tuple[subprocess.Popen, str]:
+def start_server(index: str, key: str, log: Path, *options: str) -> tuple[subprocess.Popen, str]:
+    """``rag serve --index INDEX OPTIONS`` on a free loopback port with ``key`` as its API key, once
+    ``/ready`` answers 200 (shared by the service benchmarks)."""
     port = free_port()
-    env = {**os.environ, "RAG_API_KEY": KEY, "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "rag.cli", "serve", "--index", f"scifact={bundle}", "--port", str(port)]
-    command += ["--threads", str(threads), "--log-level", "warning", "--max-top-k", "100"]
-    process = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    env = {**os.environ, "RAG_API_KEY": key, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "rag.cli", "serve", "--index", index, "--port", str(port), *options]
+    process = subprocess.Popen(command, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -79,7 +80,7 @@ def start_server(bundle: Path, threads: int, log: Path) -> tuple[subprocess.Pope
                 return process, base
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
+        time.sleep(0.05)
     process.kill()
     raise SystemExit(f"rag serve not ready after 600 s; see {log}")
 
@@ -222,7 +223,8 @@ def main() -> None:
     try:
         bundle = scratch / "scifact-dense"
         shutil.copytree(cached, bundle)  # the writer must not touch the cached bundle
-        process, base = start_server(bundle, args.threads, scratch / "server.log")
+        options = ["--threads", str(args.threads), "--log-level", "warning", "--max-top-k", "100"]
+        process, base = start_server(f"scifact={bundle}", KEY, scratch / "server.log", *options)
         try:
             corpus_docs = httpx.get(f"{base}/indexes").json()[0]["documents"]
             asyncio.run(run_level(base, queries, 4, 2))  # warm-up, not reported

@@ -341,13 +341,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         served = _index(body.index)
         records = [_record(d) for d in body.documents]
         summary, loaded = await run_in_thread(served.add, records, limiter=write_limiter)
-        _observe(served.name, loaded)
-        return WriteResponse(
-            index=served.name,
-            generation=loaded.generation,
-            documents=summary.documents,
-            chunks=summary.chunks,
-            warnings=[_scrub(w) for w in summary.warnings],
+        return _written(
+            served, loaded, summary.documents, summary.chunks, [_scrub(w) for w in summary.warnings]
         )
 
     @app.delete("/documents/{doc_id}", response_model=WriteResponse, dependencies=[Depends(write_access)])
@@ -357,19 +352,32 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     ) -> WriteResponse:
         served = _index(index)
         summary, loaded = await run_in_thread(served.delete, [doc_id], limiter=write_limiter)
+        return _written(served, loaded, summary.documents, summary.chunks)
+
+    def _written(
+        served: ServedIndex, loaded: Loaded, documents: int, chunks: int, warnings: list[str] | None = None
+    ) -> WriteResponse:
         _observe(served.name, loaded)
         return WriteResponse(
             index=served.name,
             generation=loaded.generation,
-            documents=summary.documents,
-            chunks=summary.chunks,
+            documents=documents,
+            chunks=chunks,
+            warnings=warnings or [],
         )
 
     # ---------------------------------------------------------------- about the service
 
     @app.get("/indexes", response_model=list[IndexInfo], dependencies=[Depends(read_access)])
     async def indexes() -> list[IndexInfo]:
-        return [_info(served) for served in state.indexes.values()]
+        infos = []
+        for served in state.indexes.values():
+            try:  # a bundle written by another process since the last request is loaded first
+                await run_in_thread(served.current, limiter=limiter, timeout=settings.timeout)
+            except RagError as exc:
+                log.error("index %s: %s", served.name, exc)
+            infos.append(_info(served))
+        return infos
 
     @app.get("/health", response_model=Health)
     async def health() -> Health:
