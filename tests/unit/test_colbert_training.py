@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.unit.test_colbert_model import build_tiny_bert
+from rag.colbert.testing import build_tiny_bert
 
 TOPICS = [
     ("moon", "the moon pulls the sea and makes tides"),
