@@ -49,6 +49,9 @@ def contrastive(
     save_steps: Annotated[
         int | None, typer.Option(help="Checkpoint every N steps (default: 4 a run)")
     ] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Stop (and save) after this much wall time, whatever --steps says")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the views and of training")] = _D.seed,
     resume: Annotated[
         bool, typer.Option("--resume", help="Go on from the newest checkpoint in --out")
@@ -65,6 +68,7 @@ def contrastive(
         max_length=max_length,
         save_steps=save_steps,
         seed=seed,
+        max_minutes=max_minutes,
         queue_size=queue_size,
         momentum=momentum,
         temperature=temperature,

@@ -40,6 +40,9 @@ def finetune(
     save_steps: Annotated[
         int | None, typer.Option(help="Checkpoint every N steps (default: 4 a run)")
     ] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Stop (and save) after this much wall time, whatever --steps says")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the negatives and of training")] = _D.seed,
     resume: Annotated[
         bool, typer.Option("--resume", help="Go on from the newest checkpoint in --out")
@@ -56,6 +59,7 @@ def finetune(
         max_length=max_length,
         save_steps=save_steps,
         seed=seed,
+        max_minutes=max_minutes,
         negatives=negatives,
         skip_top=skip_top,
         scale=scale,

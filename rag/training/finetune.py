@@ -37,6 +37,8 @@ class TrainSettings:
     max_length: int | None = field(default=None, metadata={"minimum": 8, "example": 256})
     save_steps: int | None = field(default=None, metadata={"minimum": 1, "example": 50})
     seed: int = 42
+    # Wall-clock cap: training stops (and saves) at the first step past it; None: the step count only.
+    max_minutes: float | None = field(default=None, metadata={"minimum": 0.01, "example": 12.0})
 
     def __post_init__(self) -> None:
         check_instance(self)
@@ -117,13 +119,18 @@ def fit_sentence_transformer(
             disable_tqdm=not progress,
         )
     )
+    callbacks: list[Any] = [LossLogCallback(out)]
+    if settings.max_minutes is not None:
+        from rag.training.retromae_model import TimeBudget
+
+        callbacks.append(TimeBudget(settings.max_minutes))
     trainer_class = trainer_class or SentenceTransformerTrainer
     trainer = trainer_class(
         model=model,
         args=arguments,
         train_dataset=Dataset.from_dict(columns),
         loss=loss,
-        callbacks=[LossLogCallback(out)],
+        callbacks=callbacks,
     )
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -132,6 +139,7 @@ def fit_sentence_transformer(
     info = {
         **(summary or {}),
         "steps": trainer.state.global_step,
+        "stopped_by_time": trainer.state.global_step < settings.steps,
         "resumed_from": checkpoint,
         "minutes": round(minutes, 3),
         "rows": len(next(iter(columns.values()))),
@@ -188,7 +196,7 @@ def finetune(
             skip_top=settings.skip_top,
             seed=settings.seed,
         )
-        pairs = _drop_known_positives(mined)
+        pairs = _one_negative(mined, texts, settings.seed)
     columns = triplet_columns(pairs)
     log(f"{len(columns['anchor'])} training rows ({', '.join(columns)}) from {pairs_source}")
     model = load_model(base, settings.max_length)
@@ -214,16 +222,28 @@ def _mining_corpus(source: str, pairs: Sequence[TrainingPair]) -> dict[str, str]
     return sorted({pair.positive for pair in pairs})
 
 
-def _drop_known_positives(pairs: Sequence[TrainingPair]) -> list[TrainingPair]:
-    """Keep one negative per pair that is not a positive of the same query (SciFact has several)."""
+def _one_negative(
+    pairs: Sequence[TrainingPair], texts: Sequence[str] | dict[str, str] = (), seed: int = 0
+) -> list[TrainingPair]:
+    """One negative per pair that is not a positive of the same query (SciFact queries have several).
+
+    A pair left without one (BM25 matched nothing else) gets a random corpus passage instead, so that
+    no pair is dropped from a full ``negative`` column.
+    """
+    import random
     from dataclasses import replace
 
+    pool = list(texts.values()) if isinstance(texts, dict) else list(texts)
+    rng = random.Random(seed)
     positives: dict[str, set[str]] = {}
     for pair in pairs:
         positives.setdefault(pair.query, set()).add(pair.positive)
     kept = []
     for pair in pairs:
         negatives = tuple(n for n in pair.negatives if n not in positives[pair.query])[:1]
+        if not negatives and len(pool) > len(positives[pair.query]):
+            while not negatives or negatives[0] in positives[pair.query]:
+                negatives = (pool[rng.randrange(len(pool))],)
         kept.append(replace(pair, negatives=negatives))
     return kept
 
