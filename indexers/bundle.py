@@ -44,7 +44,7 @@ BUNDLE_MANIFEST = "bundle.json"
 BUNDLE_CONFIG = "config.yaml"
 BUILD_SUMMARY = "build.json"
 BUNDLE_FORMAT_VERSION = 1
-SIDES = ("dense", "bm25")
+SIDES = ("dense", "bm25", "multivector")
 # A second writer waits this long for the first before giving up; RAG_LOCK_TIMEOUT overrides it.
 DEFAULT_LOCK_TIMEOUT = 300.0
 BUILD_HINT = "build one with `rag index --config ... --corpus ... --out ...`"

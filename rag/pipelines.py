@@ -21,7 +21,7 @@ from typing import Any
 from haystack import Document, Pipeline, tracing
 
 from indexers import build_index, directory_size, load_index
-from indexers.base import Index
+from indexers.base import Index, register_index
 from indexers.build import encode_chunks
 from indexers.bundle import (
     BUILD_SUMMARY,
@@ -40,6 +40,11 @@ from rag.core.files import write_file_atomically
 from rag.core.readers import ReadReport, read_corpus
 from rag.core.validation import check_query, check_top_k
 from rag.encoders.dense import DenseEncoder, join_title
+
+# The side a ColBERT bundle keeps its token index in (rag.retrievers.colbert); its type registered by
+# path, so that opening it does not import FAISS before it is needed.
+MULTIVECTOR = "multivector"
+register_index(MULTIVECTOR)("indexers.multivector:MultiVectorIndex")
 
 
 @dataclass
@@ -136,6 +141,11 @@ def build_bundle(
                 documents=len(report.documents),
             )
             built.append("bm25")
+        if MULTIVECTOR in config.sides:
+            from rag.retrievers.colbert import build_side
+
+            build_side(config, chunks, staging / MULTIVECTOR, progress, documents=len(report.documents))
+            built.append(MULTIVECTOR)
         (staging / BUNDLE_CONFIG).write_text(config.to_yaml(), encoding="utf-8")
         summary = BundleSummary(
             path=str(out),
@@ -169,7 +179,11 @@ def _load_sides(index_dir: Path, config: RagConfig) -> tuple[dict[str, Index], D
     existed could have sides from different writes), and the encoder of the sides that need one."""
     encoder = DenseEncoder(**encoder_settings(config)) if config.needs_dense else None
     fingerprint = encoder.fingerprint if encoder is not None else None
-    sides = {side: load_index(index_dir / side, fingerprint) for side in config.sides}
+    # The multi-vector side checks its ColBERT encoder when it is searched or added to (vectors_for).
+    sides = {
+        side: load_index(index_dir / side, None if side == MULTIVECTOR else fingerprint)
+        for side in config.sides
+    }
     id_sets = {side: set(index.ids) for side, index in sides.items()}
     if len({frozenset(ids) for ids in id_sets.values()}) > 1:
         counts = ", ".join(f"{side} {len(ids)}" for side, ids in id_sets.items())
@@ -237,7 +251,12 @@ def add_to_bundle(
                 "ids; nothing was changed"
             )
         vectors = encode_chunks(encoder, chunks, progress=progress) if encoder is not None else None
-        for index in sides.values():
+        for side, index in sides.items():
+            if side == MULTIVECTOR:  # token vectors, from the bundle's ColBERT encoder
+                from rag.retrievers.colbert import vectors_for
+
+                index.add(chunks, vectors_for(config, chunks, index, progress))  # type: ignore[arg-type]
+                continue
             index.add(chunks, vectors if index.needs_encoder else None)
         documents = len(_source_ids(stored)) + len(report.documents)
         _finish_update(index_dir, write.staging, sides, documents)
@@ -455,6 +474,8 @@ TRUSTED_MODULES = [
     "rag.retrievers.dense",
     "rag.retrievers.bm25",
     "rag.retrievers.ranking",
+    "rag.retrievers.colbert",
+    "rag.retrievers.prf",
 ]
 
 

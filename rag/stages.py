@@ -36,7 +36,13 @@ StageBuilder = Callable[["PipelineDraft", dict[str, Any]], None]
 
 RETRIEVAL = "retrieval"
 # Importing these modules registers the stages that ship with the package.
-BUILTIN_STAGE_MODULES = ("rag.retrievers.stages", "rag.generation.stages", "compressors.stages")
+BUILTIN_STAGE_MODULES = (
+    "rag.retrievers.stages",
+    "rag.generation.stages",
+    "rag.retrievers.colbert",
+    "rag.retrievers.prf",
+    "compressors.stages",
+)
 PLAN_KEY = "rag"
 
 _REGISTRY: dict[tuple[str, str], StageBuilder] = {}

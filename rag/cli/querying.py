@@ -163,3 +163,12 @@ def print_ranking(
         )
         table.add_row(str(rank), Text(str(doc.id)), f"{doc.score:.4f}", shown)
     console.print(table)
+    print_prf_expansion(documents)
+
+
+def print_prf_expansion(documents: list[Any]) -> None:
+    """What ColBERT-PRF added to the query (``meta["prf_expansion"]``): each token with its weight."""
+    expansion = documents[0].meta.get("prf_expansion") if documents else None
+    if expansion:
+        added = ", ".join(f"{entry['token']} ({entry['weight']:.2f})" for entry in expansion)
+        console.print(Text(f"PRF expansion (token, weight = beta x IDF): {added}"))
