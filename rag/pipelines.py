@@ -144,7 +144,14 @@ def build_bundle(
         if MULTIVECTOR in config.sides:
             from rag.retrievers.colbert import build_side
 
-            build_side(config, chunks, staging / MULTIVECTOR, progress, documents=len(report.documents))
+            build_side(
+                config,
+                chunks,
+                staging / MULTIVECTOR,
+                progress,
+                documents=len(report.documents),
+                embedding_cache=embedding_cache,
+            )
             built.append(MULTIVECTOR)
         (staging / BUNDLE_CONFIG).write_text(config.to_yaml(), encoding="utf-8")
         summary = BundleSummary(

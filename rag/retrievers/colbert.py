@@ -13,6 +13,7 @@ encoding and decoding again.
 from __future__ import annotations
 
 import dataclasses
+import io
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,10 +74,43 @@ def index_params(settings: ColBERTConfig) -> dict[str, Any]:
     }
 
 
-def encode_chunks(encoder: Any, chunks: Sequence[Document], progress: bool = True) -> MultiVectors:
-    """Token vectors and ids of ``join_title(title, content)`` for each chunk (the title rule)."""
+def encode_chunks(
+    encoder: Any, chunks: Sequence[Document], progress: bool = True, cache_dir: str | Path | None = None
+) -> MultiVectors:
+    """Token vectors and ids of ``join_title(title, content)`` for each chunk (the title rule).
+
+    With ``cache_dir`` (an embeddings folder, :mod:`rag.core.cache`), the vectors of the same texts
+    and encoder are read back instead of encoded again: one ``.npz`` of all token vectors (float32, as
+    encoded), their ids and each chunk's token count.
+    """
     texts = [join_title(chunk.meta.get("title"), chunk.content or "") for chunk in chunks]
-    return encoder.encode_documents(texts, progress=progress)  # type: ignore[no-any-return]
+    if cache_dir is None:
+        return encoder.encode_documents(texts, progress=progress)  # type: ignore[no-any-return]
+    from rag.core.cache import entry_key, texts_digest
+    from rag.core.files import write_file_atomically
+
+    key = entry_key("embeddings", multivector=encoder.fingerprint(), texts=texts_digest(texts))
+    path = Path(cache_dir) / f"{key}-tokens.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                vectors, ids, lengths = stored["vectors"], stored["token_ids"], stored["lengths"]
+            if len(lengths) == len(texts) and len(vectors) == len(ids) == int(lengths.sum()):
+                bounds = np.cumsum(lengths)[:-1]
+                return list(np.split(vectors, bounds)), list(np.split(ids, bounds))
+        except (OSError, ValueError, KeyError):
+            pass  # damaged: encode again
+    encoded, token_ids = encoder.encode_documents(texts, progress=progress)
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        vectors=np.concatenate(encoded) if encoded else np.zeros((0, encoder.dim), np.float32),
+        token_ids=np.concatenate(token_ids) if token_ids else np.zeros(0, np.int32),
+        lengths=np.array([len(v) for v in encoded], dtype=np.int64),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_file_atomically(path, buffer.getvalue())
+    return encoded, token_ids
 
 
 def fingerprint_of(encoder: Any) -> EncoderFingerprint:
@@ -90,6 +124,7 @@ def build_side(
     progress: bool = True,
     documents: int | None = None,
     encoder: Any = None,
+    embedding_cache: str | Path | None = None,
 ) -> BuildSummary:
     """Encode ``chunks`` with the config's ColBERT model and save the multi-vector index at ``out``."""
     from indexers.build import BuildSummary, directory_size
@@ -105,7 +140,7 @@ def build_side(
     fingerprint = fingerprint_of(encoder)
     params = index_params(config.colbert)
     MultiVectorIndex.check_params(SIDE, params, len(kept), fingerprint)  # fail before encoding
-    vectors = encode_chunks(encoder, kept, progress=progress)
+    vectors = encode_chunks(encoder, kept, progress=progress, cache_dir=embedding_cache)
     index = MultiVectorIndex.build(kept, embeddings=vectors, params=params, fingerprint=fingerprint)
     index.save(out)
     return BuildSummary(

@@ -229,3 +229,26 @@ def test_prf_stage_in_a_config_pipeline(index_dir: Path, encoder: FakeColBERTEnc
             ),
             bundle,
         )
+
+
+def test_token_vectors_are_cached_between_builds(tmp_path: Path, encoder: FakeColBERTEncoder) -> None:
+    from rag.retrievers.colbert import encode_chunks
+
+    calls = []
+
+    class Counting(FakeColBERTEncoder):
+        def encode_documents(self, texts: Any, progress: bool = False) -> Any:
+            calls.append(len(texts))
+            return super().encode_documents(texts, progress)
+
+    counting = Counting("prf-fake", dim=32, query_maxlen=12)
+    chunks = [Document(id=k, content=v, meta={"title": k}) for k, v in TEXTS.items()]
+    first = encode_chunks(counting, chunks, progress=False, cache_dir=tmp_path)
+    again = encode_chunks(counting, chunks, progress=False, cache_dir=tmp_path)
+    assert calls == [len(chunks)]  # the second call read the cache
+    for a, b in zip(first[0] + first[1], again[0] + again[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    # The title rule: "title text" is what is encoded.
+    np.testing.assert_array_equal(first[1][0], encoder.encode_documents([f"tides {TEXTS['tides']}"])[1][0])
+    encode_chunks(counting, chunks[:2], progress=False, cache_dir=tmp_path)
+    assert calls == [len(chunks), 2]  # other texts: another entry
