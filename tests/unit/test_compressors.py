@@ -417,3 +417,39 @@ def test_report_columns_read_the_accounting() -> None:
     }
     assert rows[1]["compress_ratio"] == 1.0
     assert compression_columns(RunContext(None, RagConfig(name="plain"), outcomes)) == [{}, {}]  # type: ignore[arg-type]
+
+
+def test_rag_eval_scores_what_survives_compression(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The engine of `rag eval` scores a compressor's provenance: recall is the share of the gold excerpt
+    that the kept spans still cover, and the compression columns are in the result."""
+    from evaluation.datasets import ChunkEvalSet, Excerpt, ExcerptQuestion, save_chunk_eval
+    from rag.core.config import RagConfig
+    from rag.evaluate import evaluate_config
+
+    corpus = "Zorblax engines hum quietly in the old harbor at night.\n\nQuibbleton farms grow purple wheat."
+    gold = "Zorblax engines hum quietly in the old harbor at night."
+    question = ExcerptQuestion("Where do zorblax engines hum?", "alpha", [Excerpt(gold, 0, len(gold))])
+    folder = save_chunk_eval(ChunkEvalSet(corpora={"alpha": corpus}, questions=[question]), tmp_path / "set")
+    config = RagConfig.from_dict(
+        {
+            "name": "bm25-compressed",
+            "chunking": {"method": "recursive", "size": 60, "overlap": 0, "unit": "chars"},
+            "encoder": {"model": str(tiny_model_dir)},
+            "retrieval": {"mode": "bm25", "top_k": 1},
+            "stages": [{"kind": "compress", "name": "random", "ratio": 0.5, "tokenizer": "cl100k_base"}],
+        }
+    )
+    result = evaluate_config(config, folder, cache_dir=tmp_path / "cache", progress=False)
+    compressed = RandomCompressor(ratio=0.5).run(
+        [
+            Document(
+                id="alpha.md#0", content=gold, meta={"source_id": "alpha.md", "start": 0, "end": len(gold)}
+            )
+        ],
+        question.question,
+    )
+    kept = sum(e - s for _, s, e in compressed["documents"][0].meta["provenance"])
+    assert result.metrics["recall"] == pytest.approx(kept / len(gold))
+    assert 0 < result.metrics["recall"] < 1
+    assert result.metrics["compress_ratio"] <= 0.5
+    assert result.metrics["compress_tokens_after"] == compressed["metrics"]["query_tokens_after"]
