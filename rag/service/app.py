@@ -50,8 +50,9 @@ log = logging.getLogger("rag.service")
 MAX_QUERY_CHARS = 200_000
 MAX_ID_CHARS = 1_000
 MAX_DOCUMENTS_PER_REQUEST = 10_000
-# Components' inputs a per-call override may not set: the query itself, and top_k (its own field).
-RESERVED_INPUTS = frozenset({"query", "top_k"})
+# Components' inputs a per-call override may not set: the query and top_k (their own fields) and the
+# generator's streaming callback (set by "stream": true).
+RESERVED_INPUTS = frozenset({"query", "top_k", "streaming_callback"})
 # Stage kinds after which a metadata filter on the result would disagree with the answer.
 FILTERLESS_KINDS = frozenset({"compress", "prompt", "generate"})
 # How many candidates a filtered query fetches before filtering (filters are applied to the result).
@@ -271,23 +272,70 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     def _index(name: str | None) -> ServedIndex:
         return state.get(name or settings.default_index)
 
-    @app.post("/query", response_model=QueryResponse, dependencies=[Depends(read_access)])
+    @app.post(
+        "/query",
+        response_model=QueryResponse,
+        dependencies=[Depends(read_access)],
+        responses={
+            200: {"content": {"text/event-stream": {}}, "description": "with stream: server-sent events"}
+        },
+    )
     async def query(body: QueryRequest) -> Any:
         served = _index(body.index)
+        if body.stream:
+            # Checked before the stream starts, so that a bad request still gets its status code.
+            loaded = await run_in_thread(served.current, limiter=limiter, timeout=settings.timeout)
+            _check_overrides(loaded, body.overrides)
+            return StreamingResponse(_stream(served, body), media_type="text/event-stream")
         loaded, result = await run_in_thread(
-            _run_query, served, body, limiter=limiter, timeout=settings.timeout
+            _run_query, served, body, None, limiter=limiter, timeout=settings.timeout
         )
         _observe(served.name, loaded)
-        response = _response(served.name, loaded, result)
-        if body.stream:
-            return StreamingResponse(_events(response), media_type="text/event-stream")
-        return response
+        return _response(served.name, loaded, result)
 
-    def _run_query(served: ServedIndex, body: QueryRequest) -> tuple[Loaded, Any]:
+    async def _stream(served: ServedIndex, body: QueryRequest) -> AsyncIterator[str]:
+        """Events as they come: a ``token`` per piece a generator streams, then the result."""
+        send, receive = anyio.create_memory_object_stream[str](max_buffer_size=10_000)
+
+        def on_piece(chunk: Any) -> None:  # called in the worker thread, by the generator
+            anyio.from_thread.run_sync(send.send_nowait, _event("token", {"text": str(chunk.content)}))
+
+        async def produce() -> None:
+            async with send:
+                try:
+                    loaded, result = await run_in_thread(
+                        _run_query, served, body, on_piece, limiter=limiter, timeout=settings.timeout
+                    )
+                except Exception as exc:  # noqa: BLE001 - the status line is sent: report it as an event
+                    status = 504 if isinstance(exc, RequestTimeout) else error_status(exc)[1]
+                    detail = (
+                        _scrub(str(exc)) if isinstance(exc, RagError | RequestTimeout) else "internal error"
+                    )
+                    if status >= 500 and not isinstance(exc, RagError | RequestTimeout):
+                        log.exception("POST /query (stream) failed")
+                    await send.send(
+                        _event("error", {"status": status, "error": type(exc).__name__, "detail": detail})
+                    )
+                    return
+                _observe(served.name, loaded)
+                for event in _events(_response(served.name, loaded, result)):
+                    await send.send(event)
+
+        async with anyio.create_task_group() as tasks, receive:
+            tasks.start_soon(produce)
+            async for event in receive:
+                yield event
+
+    def _run_query(served: ServedIndex, body: QueryRequest, on_piece: Any = None) -> tuple[Loaded, Any]:
         from rag.pipelines import run_query
 
         loaded = served.current()
         inputs = _check_overrides(loaded, body.overrides)
+        if on_piece is not None:
+            # Every generator of the pipeline streams into the response (Haystack's streaming_callback).
+            for name, sockets in loaded.pipeline.inputs().items():
+                if "streaming_callback" in sockets:
+                    inputs.setdefault(name, {})["streaming_callback"] = on_piece
         top_k = body.top_k
         if body.filters is not None:
             kinds = {str(stage.get("kind")) for stage in loaded.config.stages} & FILTERLESS_KINDS
@@ -326,9 +374,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             ],
             answer=replies[0] if replies else None,
             replies=replies,
-            # Filled by pipelines whose QueryResult carries them (compression, token accounting).
+            # Filled by pipelines whose QueryResult carries them (compression, token accounting); else
+            # the generator's own count, which Haystack keeps in the reply's meta["usage"].
             compressed=getattr(result, "compressed", None),
-            tokens=getattr(result, "tokens", None),
+            tokens=getattr(result, "tokens", None) or _usage(result.replies),
             stage_ms={k: round(v * 1000, 3) for k, v in result.stage_seconds.items()},
         )
 
@@ -423,7 +472,7 @@ def _check_overrides(
                     f"no per-call input {name}.{socket} in this pipeline (query and top_k have their own "
                     f"fields); allowed: {allowed or 'none'}"
                 )
-    return overrides
+    return {name: dict(values) for name, values in overrides.items()}
 
 
 def _filtered(documents: list[Any], filters: dict[str, Any]) -> list[Any]:
@@ -447,6 +496,14 @@ def _record(document: DocumentIn) -> dict[str, Any]:
     if document.meta:
         record["metadata"] = document.meta
     return record
+
+
+def _usage(replies: list[Any] | None) -> dict[str, Any] | None:
+    for reply in replies or []:
+        usage = (getattr(reply, "meta", None) or {}).get("usage")
+        if isinstance(usage, dict):
+            return dict(usage)
+    return None
 
 
 def _reply_text(reply: Any) -> str:
