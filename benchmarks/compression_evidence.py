@@ -1,6 +1,6 @@
 """Evidence kept against tokens kept: our compressors and LLMLingua on Chroma's chunk-excerpt set.
 
-    python benchmarks/compression_evidence.py [--data ../shared/data/chunking_eval] [--questions 20]
+    python benchmarks/compression_evidence.py [--data ../shared/data/chunking_eval] [--questions 3]
         [--ratios 0.8 0.5 0.35] [--no-llmlingua]
 
 Retrieval is the committed chunking grid's recursive 250/0 config (all-MiniLM-L6-v2, one flat index of
@@ -164,8 +164,11 @@ def run_compressor(
     ratios: Sequence[float],
     score: Callable[[list[list[Document]]], list[dict[str, float]]],
     console: Console,
+    done: list[dict[str, Any]] | None = None,
+    partial: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Compress every context at every ratio; one record per ratio."""
+    """Compress every context at every ratio; one record per ratio. With ``partial``, the records so
+    far (``done`` and these) are written there after each ratio, so a run cut short keeps them."""
     count = get_token_counter(DEFAULT_TOKENIZER).count
     compress(contexts[0], queries[0], ratios[0])  # warm-up: models loaded, first pass done
     records = []
@@ -195,6 +198,8 @@ def run_compressor(
             }
         )
         console.log(f"{name} ratio {ratio}: recall {records[-1]['evidence_recall']:.4f}, {seconds:.1f} s")
+        if partial is not None:
+            write_json(partial, {"results": [*(done or []), *records]})
     return records
 
 
@@ -203,7 +208,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "chunking_eval")
-    parser.add_argument("--questions", type=int, default=4, help="questions per corpus (5 corpora)")
+    parser.add_argument("--questions", type=int, default=3, help="questions per corpus (5 corpora)")
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.8, 0.5, 0.35])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cold-questions", type=int, default=3, help="questions for semantic's cold speed")
@@ -248,14 +253,20 @@ def main() -> None:
         return compress
 
     model = config.encoder.model
+    args.results.mkdir(parents=True, exist_ok=True)
+    partial = args.results / "compression_evidence.partial.json"
     semantic = SemanticCompressor(model=model)
     records: list[dict[str, Any]] = []
-    records += run_compressor("semantic", ours(semantic), contexts, queries, args.ratios, score, console)
     records += run_compressor(
-        "extractive", ours(ExtractiveCompressor(model=model)), contexts, queries, args.ratios, score, console
+        "semantic", ours(semantic), contexts, queries, args.ratios, score, console, records, partial
     )
     records += run_compressor(
-        "random", ours(RandomCompressor()), contexts, queries, args.ratios, score, console
+        "extractive",
+        ours(ExtractiveCompressor(model=model)),
+        *(contexts, queries, args.ratios, score, console, records, partial),
+    )
+    records += run_compressor(
+        "random", ours(RandomCompressor()), contexts, queries, args.ratios, score, console, records, partial
     )
 
     cold = SemanticCompressor(model=model, cache_size=0)
@@ -279,7 +290,7 @@ def main() -> None:
                 return aligned_documents(docs, text), count(text)
 
             records += run_compressor(
-                "llmlingua", compress_lingua, contexts, queries, args.ratios, score, console
+                "llmlingua", compress_lingua, contexts, queries, args.ratios, score, console, records, partial
             )
         except Exception as error:  # noqa: BLE001 - the peer failing must not lose our measurements
             lingua_error = f"{type(error).__name__}: {error}"
@@ -313,6 +324,7 @@ def main() -> None:
         },
     }
     write_json(args.results / "compression_evidence.json", report)
+    partial.unlink(missing_ok=True)
     plot(records, baseline, args.results / "compression_evidence.png")
     table = Table(title=f"Evidence kept vs tokens kept ({len(queries)} questions, top {TOP_K} chunks)")
     for column in (
