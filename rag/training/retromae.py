@@ -42,9 +42,7 @@ from pathlib import Path
 
 from rag.core.errors import ConfigError
 from rag.core.validation import positive_int
-
-#: Where a DupMAE run saves its MLM head (for :mod:`rag.encoders.dupmae`), inside the model folder.
-DUPMAE_HEAD_DIR = "dupmae"
+from rag.encoders.dupmae import HEAD_DIR as DUPMAE_HEAD_DIR  # where a DupMAE run saves its MLM head
 
 
 @dataclass(frozen=True)

@@ -17,19 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from rag.core.errors import ConfigError
+from rag.encoders.dupmae import ordinary_token_mask, ordinary_token_vector
 from rag.training.common import TrainerCallback
 from rag.training.retromae import RetroMAESettings
 
 # --------------------------------------------------------------------------------------------------
 # Masking: what the encoder and the decoder see
-
-
-def ordinary_token_mask(
-    input_ids: torch.Tensor, attention_mask: torch.Tensor, special_ids: Sequence[int]
-) -> torch.Tensor:
-    """True at real, non-special tokens ([CLS], [SEP], [PAD] and the like are False)."""
-    special = torch.isin(input_ids, torch.tensor(sorted(set(special_ids)), dtype=input_ids.dtype))
-    return attention_mask.bool() & ~special
 
 
 def enhanced_attention_mask(ordinary: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -222,11 +215,6 @@ class RetroMAEModel(nn.Module):
             out["bow_loss"] = bow_loss.detach()
         out["loss"] = loss
         return out
-
-
-def ordinary_token_vector(logits: torch.Tensor, ordinary: torch.Tensor) -> torch.Tensor:
-    """DupMAE's |V|-dim OT vector: the MLM logits max-pooled over the ordinary-token positions."""
-    return logits.masked_fill(~ordinary[..., None], torch.finfo(logits.dtype).min).max(dim=1).values
 
 
 # --------------------------------------------------------------------------------------------------

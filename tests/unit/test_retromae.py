@@ -9,13 +9,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import numpy as np  # noqa: E402
+
 from rag.core.errors import ConfigError  # noqa: E402
+from rag.encoders.dupmae import DuplexEncoder, ordinary_token_mask, reduce_ot  # noqa: E402
 from rag.training.retromae import RetroMAESettings, train_retromae  # noqa: E402
 from rag.training.retromae_model import (  # noqa: E402
     RetroMAECollator,
     bow_targets,
     enhanced_attention_mask,
-    ordinary_token_mask,
     sample_decoder_mask,
 )
 
@@ -137,6 +139,17 @@ def test_bow_targets_are_the_set_of_ordinary_token_ids(tokenizer) -> None:
     assert torch.allclose(targets[0][sorted(want0)], torch.full((4,), 0.25))  # "the" twice still counts once
 
 
+def test_ot_reduction_keeps_each_bucket_maximum() -> None:
+    ot = torch.tensor([[0.0, 3.0, 1.0, 5.0, 2.0, 4.0, 0.5], [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 9.0]])
+    # ids 0-2 | 3-4 | 5-6
+    assert torch.equal(reduce_ot(ot, 3), torch.tensor([[3.0, 5.0, 4.0], [1.0, 0.0, 9.0]]))
+    # no empty bucket even where equal widths do not divide |V| (10 ids in 6 buckets)
+    reduced = reduce_ot(torch.arange(10.0)[None], 6)
+    assert torch.equal(reduced, torch.tensor([[1.0, 3.0, 4.0, 6.0, 8.0, 9.0]]))
+    with pytest.raises(ConfigError, match="ot_dims"):
+        reduce_ot(ot, 8)
+
+
 def test_settings_refuse_bad_rates() -> None:
     with pytest.raises(ConfigError, match="encoder_mask"):
         RetroMAESettings(encoder_mask=1.5)
@@ -177,6 +190,18 @@ def test_loss_decreases_and_checkpoint_reloads_identically(
     assert torch.equal(
         model.encode(texts, convert_to_tensor=True), again.encode(texts, convert_to_tensor=True)
     )
+    if duplex:  # the combined representation: [CLS] half = the plain model's vector, then the OT half
+        duplex_encoder = DuplexEncoder(out)
+        vectors = duplex_encoder.encode(texts)
+        assert vectors.shape == (2, 64) and duplex_encoder.dimension == 64 and np.isfinite(vectors).all()
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+        cls_half = model.encode(texts) / np.sqrt(2)
+        assert np.allclose(vectors[:, :32], cls_half, atol=1e-5)
+        assert np.array_equal(vectors, DuplexEncoder(out).encode(texts))
+        assert (vectors[:, 32:] >= 0).all() and not np.allclose(vectors[0, 32:], vectors[1, 32:])
+    else:
+        with pytest.raises(ConfigError, match="not a DupMAE checkpoint"):
+            DuplexEncoder(out)
     # the saved encoder is the trained one: not the base's weights
     base = SentenceTransformer(str(tiny_bert), device="cpu")
     assert not torch.equal(
