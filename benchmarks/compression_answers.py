@@ -191,6 +191,9 @@ def main() -> None:
         "--budget-minutes", type=float, default=14.0, help="stop starting new questions' answers after this"
     )
     parser.add_argument(
+        "--compress-minutes", type=float, default=8.0, help="stop compressing new questions after this"
+    )
+    parser.add_argument(
         "--deadline", default=None, help="HH:MM (UTC): also stop starting new answers at this time of day"
     )
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.8, 0.5, 0.35])
@@ -219,16 +222,30 @@ def main() -> None:
     labels = [f"{name}@{ratio}" for name, ratio in conditions]
     rows = {label: store.load(label) for label in labels}
 
-    # Phase 1: every condition's compressed context for every question (answer survival, tokens).
+    # Phase 1: every condition's compressed context, question by question across the conditions (answer
+    # survival, tokens), until the compression time budget; the sample is the questions done in all.
     # One instance per compressor across the ratios: the semantic one caches sentence embeddings.
+    deadline = None
+    if args.deadline:
+        hours, minutes = (int(x) for x in args.deadline.split(":"))
+        deadline = datetime.now(UTC).replace(hour=hours, minute=minutes, second=0, microsecond=0)
+    compress_seconds = 60 * args.compress_minutes
+    if deadline is not None:  # started late in the lock's queue: leave generation its share
+        compress_seconds = min(compress_seconds, 0.45 * (deadline - datetime.now(UTC)).total_seconds())
     instances = {name: make_compressor(name, tokenizer) for name in args.compressors}
-    for (name, ratio), label in zip(conditions, labels, strict=True):
-        compressor = instances.get(name)
-        if compressor is not None and hasattr(compressor, "warm_up"):
+    for compressor in instances.values():
+        if hasattr(compressor, "warm_up"):
             compressor.warm_up()
-        for number, q in enumerate(sample):
+    compress_started = time.perf_counter()
+    covered = []
+    for number, q in enumerate(sample):
+        if time.perf_counter() - compress_started > compress_seconds:
+            console.print(f"compression time budget reached after {number} questions")
+            break
+        for (name, ratio), label in zip(conditions, labels, strict=True):
             if q["id"] in rows[label]:
                 continue
+            compressor = instances.get(name)
             docs = [
                 Document(id=pid, content=paragraphs[pid][1], meta={"title": paragraphs[pid][0]})
                 for pid in contexts[q["id"]]
@@ -250,20 +267,16 @@ def main() -> None:
             }
             store.add(label, row)
             rows[label][q["id"]] = row
-            if number % 50 == 0:
-                console.print(
-                    f"compress {label}: {number + 1}/{len(sample)} ({time.perf_counter() - started:.0f} s)"
-                )
+        covered.append(q)
+        if number % 10 == 0:
+            console.print(f"compress: {number + 1}/{len(sample)} ({time.perf_counter() - started:.0f} s)")
+    sample = covered
 
     # Phase 2: SmolLM2 answers, question by question across all conditions, so that every condition is
     # scored on the same questions when the time budget stops the loop.
     if args.answer:
         llm.warm_up()  # the first use converts the GGUF once (see rag.generation.local)
     generation_started = time.perf_counter()
-    deadline = None
-    if args.deadline:
-        hours, minutes = (int(x) for x in args.deadline.split(":"))
-        deadline = datetime.now(UTC).replace(hour=hours, minute=minutes, second=0, microsecond=0)
     answered: list[str] = []
     for number, q in enumerate(sample[: args.answer]):
         late = deadline is not None and datetime.now(UTC) >= deadline
@@ -297,7 +310,8 @@ def main() -> None:
     report = {
         "benchmark": "compression_answers",
         "data": "SQuAD v1.1 dev",
-        "questions": args.questions,
+        "questions": len(sample),
+        "questions_drawn": args.questions,
         "answered": len(answered),
         "seed": SEED,
         "context": f"gold paragraph + top {DISTRACTORS} non-gold BM25 paragraphs of the dev set",
