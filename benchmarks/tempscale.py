@@ -31,6 +31,7 @@ Writes benchmarks/results/tempscale.json, tempscale_ndcg.png and tempscale_colla
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
 import shutil
@@ -61,14 +62,17 @@ PAPER = {"MTEB average": "+0.53%", "LongEmbed": "+0.82%"}
 
 
 class Encodings:
-    """Cached encodings with a time budget: ``get`` returns None once the budget is spent and the
-    vectors are not cached."""
+    """Cached encodings with a time budget: ``get`` returns None for vectors that are not cached and whose
+    encoding, estimated from its tokens at the speed measured so far, would overrun the budget or the
+    deadline (seconds since the epoch; None: none)."""
 
-    def __init__(self, cache: Path, budget_minutes: float, seed_cache: Path) -> None:
+    def __init__(self, cache: Path, budget_minutes: float, seed_cache: Path, deadline: float | None) -> None:
         self.cache = cache
         self.seed_cache = seed_cache
         self.budget = budget_minutes * 60
+        self.deadline = deadline
         self.spent = 0.0
+        self.tokens = 0
         self.log: list[dict[str, Any]] = []
         self._encoders: dict[tuple[float, int], DenseEncoder] = {}
 
@@ -79,9 +83,17 @@ class Encodings:
             self._encoders[key] = DenseEncoder(MODEL, max_length=length, tempscale={"tau": tau})
         return self._encoders[key]
 
+    def affordable(self, tokens: int) -> bool:
+        rate = self.tokens / self.spent if self.spent > 10 else 1500.0  # tokens/s; a guess until measured
+        estimate = tokens / rate
+        if self.deadline is not None and time.time() + estimate > self.deadline:
+            return False
+        return self.spent + estimate <= self.budget
+
     def get(
-        self, what: str, tau: float, length: int, texts: list[str], queries: bool = False
+        self, what: str, tau: float, length: int, texts: list[str], tokens: int, queries: bool = False
     ) -> np.ndarray | None:
+        """Vectors of ``texts`` at ``length``; ``tokens``: how many the encoder will see (the cost)."""
         enc = self.encoder(tau, length)
         prefix = enc.query_prefix if queries else enc.document_prefix
         path = self.cache / f"{embeddings_key(enc, texts, prefix)}.npy"
@@ -93,7 +105,7 @@ class Encodings:
             vectors = np.load(path, allow_pickle=False)
             if vectors.shape == (len(texts), enc.fingerprint.dimension):
                 return vectors
-        if self.spent >= self.budget:
+        if not self.affordable(tokens):
             return None
         begin = time.perf_counter()
         encode: Callable[..., np.ndarray] = enc.encode_queries if queries else enc.encode_documents
@@ -101,8 +113,10 @@ class Encodings:
         vectors = encode(texts, progress=True)
         seconds = time.perf_counter() - begin
         self.spent += seconds
+        self.tokens += tokens
         self.log.append(
-            {"what": what, "tau": tau, "max_length": length, "texts": len(texts), "seconds": seconds}
+            {"what": what, "tau": tau, "max_length": length, "texts": len(texts), "tokens": tokens,
+             "seconds": seconds}
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, vectors, allow_pickle=False)
@@ -113,14 +127,16 @@ class Encodings:
     ) -> np.ndarray | None:
         """Vectors at ``length``: those at BASE_LENGTH, with the texts longer than it encoded again."""
         if length <= BASE_LENGTH:
-            return self.get(what, tau, length, texts, queries)
-        base = self.get(what, tau, BASE_LENGTH, texts, queries)
+            return self.get(what, tau, length, texts, int(np.minimum(tokens, length).sum()), queries)
+        base = self.get(what, tau, BASE_LENGTH, texts, int(np.minimum(tokens, BASE_LENGTH).sum()), queries)
         if base is None:
             return None
         longer = np.flatnonzero(tokens > BASE_LENGTH)
         if len(longer) == 0:
             return base
-        again = self.get(f"{what} (> {BASE_LENGTH} tokens)", tau, length, [texts[i] for i in longer], queries)
+        cost = int(np.minimum(tokens[longer], length).sum())
+        longer_texts = [texts[i] for i in longer]
+        again = self.get(f"{what} (> {BASE_LENGTH} tokens)", tau, length, longer_texts, cost, queries)
         if again is None:
             return None
         out = base.copy()
@@ -384,12 +400,20 @@ def main() -> None:
     parser.add_argument("--squad-articles", type=int, default=6, help="first N articles of SQuAD dev")
     parser.add_argument("--squad-queries", type=int, default=500)
     parser.add_argument("--budget-minutes", type=float, default=30.0, help="encoding time to spend, at most")
+    parser.add_argument(
+        "--deadline", default=None, help="HH:MM (UTC, today): start no encoding that would end later"
+    )
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "benchmarks" / ".cache" / "tempscale")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tempscale.json")
     args = parser.parse_args()
     console = Console(width=150)
     seed_cache = ROOT / "benchmarks" / ".cache" / "embeddings"
-    enc = Encodings(args.cache_dir / "embeddings", args.budget_minutes, seed_cache)
+    deadline = None
+    if args.deadline:
+        hours, minutes = (int(x) for x in args.deadline.split(":"))
+        now = datetime.datetime.now(datetime.UTC)
+        deadline = now.replace(hour=hours, minute=minutes, second=0, microsecond=0).timestamp()
+    enc = Encodings(args.cache_dir / "embeddings", args.budget_minutes, seed_cache, deadline)
     tokenizer = enc.encoder(1.0, BASE_LENGTH).model.tokenizer
     sci = scifact_inputs(args.scifact, tokenizer)
     squad = squad_inputs(args.squad, tokenizer, args.squad_articles, args.squad_queries)
@@ -458,7 +482,7 @@ def main() -> None:
         versus.add_row(f"paper: {name}", "", "", "", "", "", gain)
     console.print(versus)
     if missing:
-        console.print(f"[yellow]not run (encoding budget spent): {', '.join(missing)}[/]")
+        console.print(f"[yellow]not run (encoding budget or deadline): {', '.join(missing)}[/]")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     plots = plot(rows, args.out.parent)
     write_json(
