@@ -81,6 +81,18 @@ def test_finetune_mines_negatives_trains_and_saves_a_model(tiny_model_dir, tmp_p
     base = SentenceTransformer(str(tiny_model_dir), device="cpu").encode(["tides"])
     assert not np.allclose(trained, base)
     np.testing.assert_array_equal(trained, SentenceTransformer(str(out), device="cpu").encode(["tides"]))
+    # The folder is an encoder.model for rag index and rag query.
+    config = tmp_path / "trained.yaml"
+    config.write_text(
+        json.dumps({"name": "trained", "encoder": {"model": str(out)}, "retrieval": {"mode": "dense"}})
+    )
+    runner = CliRunner()
+    built = runner.invoke(
+        app, ["index", "--config", str(config), "--corpus", str(beir), "--out", str(tmp_path / "i")]
+    )
+    assert built.exit_code == 0, built.output
+    found = runner.invoke(app, ["query", "--index", str(tmp_path / "i"), "ocean tides", "--top-k", "2"])
+    assert found.exit_code == 0 and any(f"d{i}" in found.output for i in range(1, 7)), found.output
     # Resume goes on from the last checkpoint to the new step count.
     longer = FinetuneSettings(steps=6, batch_size=3, lr=1e-3, save_steps=2, negatives="bm25")
     info = finetune(
