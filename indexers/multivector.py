@@ -87,9 +87,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "nprobe": _CONFIG_DEFAULTS.nprobe,
     "candidates": _CONFIG_DEFAULTS.candidates,
     "exhaustive": _CONFIG_DEFAULTS.exhaustive,
+    "keep_decoded": _CONFIG_DEFAULTS.keep_decoded,
 }
 # Parameters a search may override per call (the others shape the stored codes).
-QUERY_PARAMS = ("nprobe", "candidates", "exhaustive")
+QUERY_PARAMS = ("nprobe", "candidates", "exhaustive", "keep_decoded")
 
 
 def resolve_params(params: dict[str, Any] | None, n_tokens: int, dimension: int) -> dict[str, Any]:
@@ -109,6 +110,10 @@ def resolve_params(params: dict[str, Any] | None, n_tokens: int, dimension: int)
     codec = merged["codec"]
     if codec not in MULTIVECTOR_CODECS:
         raise ConfigError(f"multivector codec must be one of {list(MULTIVECTOR_CODECS)}, got {codec!r}")
+    if not isinstance(merged["keep_decoded"], bool):
+        raise ConfigError(
+            f"multivector parameter 'keep_decoded' must be true or false, got {merged['keep_decoded']!r}"
+        )
     if not isinstance(merged["exhaustive"], bool):
         raise ConfigError(
             f"multivector parameter 'exhaustive' must be true or false, got {merged['exhaustive']!r}"
@@ -224,6 +229,7 @@ class MultiVectorIndex(DocStoreBacked):
         self._docstore = docstore
         self._lock = threading.Lock()
         self._token_search: Any = None
+        self._decoded: np.ndarray | None = None
         self._refresh()
 
     # ---------------------------------------------------------------- construction
@@ -349,7 +355,7 @@ class MultiVectorIndex(DocStoreBacked):
             rows = np.arange(len(self._docstore), dtype=np.int64)
         else:
             rows = self.candidate_rows(q, w, settings["nprobe"], max(settings["candidates"], k))
-        decoded = self.decode(rows, reuse)
+        decoded = self.decode(rows, reuse, keep=settings["keep_decoded"])
         scores = maxsim(q, decoded, w)
         ids = self._docstore.ids
         hits = ranked(((ids[int(r)], float(s)) for r, s in zip(decoded.rows, scores, strict=True)), k)
@@ -378,8 +384,21 @@ class MultiVectorIndex(DocStoreBacked):
         best = np.argpartition(-total, cap - 1)[:cap]
         return np.sort(unique[best]).astype(np.int64)
 
-    def decode(self, rows: np.ndarray, reuse: DecodedDocuments | None = None) -> DecodedDocuments:
-        """Decoded token vectors of the documents at ``rows`` (in that order)."""
+    def decode(
+        self, rows: np.ndarray, reuse: DecodedDocuments | None = None, keep: bool = False
+    ) -> DecodedDocuments:
+        """Decoded token vectors of the documents at ``rows`` (in that order).
+
+        ``keep``: decode every stored token once, keep them as float16 in memory, and gather from that
+        (what ``keep_decoded`` turns on; ``benchmarks/colbert_scifact.py`` measures both ways).
+        """
+        if keep:
+            rows = np.asarray(rows, dtype=np.int64)
+            starts, ends = self._offsets[rows], self._offsets[rows + 1]
+            take = _ragged_ranges(starts, ends)
+            offsets = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
+            vectors = self._all_decoded()[take].astype(np.float32)
+            return DecodedDocuments(rows, vectors, offsets, self._token_ids[take])
         rows = np.asarray(rows, dtype=np.int64)
         starts, ends = self._offsets[rows], self._offsets[rows + 1]
         lengths = ends - starts
@@ -460,6 +479,16 @@ class MultiVectorIndex(DocStoreBacked):
         self._token_search.nprobe = self.params["nprobe"]
         _, labels = self._token_search.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
         return np.where(labels >= 0, self._token_ids[np.maximum(labels, 0)], -1)
+
+    def _all_decoded(self) -> np.ndarray:
+        with self._lock:
+            if self._decoded is None:
+                out: np.ndarray = np.empty((len(self._codes), self.fingerprint.dimension), np.float16)
+                for begin in range(0, len(self._codes), MAXSIM_TOKEN_BATCH):
+                    end = begin + MAXSIM_TOKEN_BATCH
+                    out[begin:end] = self._codec.sa_decode(self._codes[begin:end])
+                self._decoded = out
+            return self._decoded
 
     # ---------------------------------------------------------------- sizes
 
@@ -561,6 +590,7 @@ class MultiVectorIndex(DocStoreBacked):
     def _refresh(self) -> None:
         """Recompute what is derived from the codes: token lists, list -> document postings, df."""
         self._token_search = None
+        self._decoded = None
         nlist = int(self._codec.nlist)
         self._centroids = self._codec.quantizer.reconstruct_n(0, nlist)
         lists = _list_numbers(self._codes, self._codec.coarse_code_size())
@@ -591,11 +621,12 @@ class MultiVectorIndex(DocStoreBacked):
         if unknown:
             raise ConfigError(f"unknown search setting(s) {unknown}; a search takes {list(QUERY_PARAMS)}")
         given = {k: v for k, v in overrides.items() if v is not None}
-        settings = {key: self.params[key] for key in QUERY_PARAMS} | given
+        settings = {key: self.params.get(key, DEFAULT_PARAMS[key]) for key in QUERY_PARAMS} | given
         for key in ("nprobe", "candidates"):
             settings[key] = positive_int(settings[key], key)
-        if not isinstance(settings["exhaustive"], bool):
-            raise ConfigError(f"exhaustive must be true or false, got {settings['exhaustive']!r}")
+        for key in ("exhaustive", "keep_decoded"):
+            if not isinstance(settings[key], bool):
+                raise ConfigError(f"{key} must be true or false, got {settings[key]!r}")
         return settings
 
 

@@ -206,6 +206,9 @@ class ColBERTConfig(_Checked):
     nprobe: int = field(default=4, metadata=_POSITIVE)
     candidates: int = field(default=1024, metadata=_POSITIVE)
     exhaustive: bool = False
+    # Hold every token decoded, as float16, in memory after the first search: exact MaxSim gathers
+    # instead of decoding each query's candidates (2 * dim bytes of RAM per token; the files stay small).
+    keep_decoded: bool = True
 
 
 @dataclass(frozen=True)

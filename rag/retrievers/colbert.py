@@ -71,6 +71,7 @@ def index_params(settings: ColBERTConfig) -> dict[str, Any]:
         "nprobe": settings.nprobe,
         "candidates": settings.candidates,
         "exhaustive": settings.exhaustive,
+        "keep_decoded": settings.keep_decoded,
     }
 
 
@@ -220,6 +221,7 @@ class ColBERTRetriever(IndexBackedRetriever["MultiVectorIndex"]):
             "nprobe": self.settings.nprobe,
             "candidates": self.settings.candidates,
             "exhaustive": self.settings.exhaustive,
+            "keep_decoded": self.settings.keep_decoded,
         }
 
     @component.output_types(documents=list[Document], first_pass=FirstPass)

@@ -313,3 +313,18 @@ def test_inconsistent_arrays_on_disk_are_named(tmp_path: Path) -> None:
     (tmp_path / "idx" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexCorruptError, match="do not agree in size"):
         load_index(tmp_path / "idx")
+
+
+def test_keep_decoded_gathers_the_same_vectors() -> None:
+    vectors = clustered(80, 16, seed=11)
+    index = build(vectors, codec="ivfsq", nlist=4)
+    queries = [v[:4] for v in vectors[0][:8]]
+    slow = index.search(queries, 10, keep_decoded=False)
+    fast = index.search(queries, 10, keep_decoded=True)  # float16 copy of the decoded tokens
+    assert [[h[0] for h in hits] for hits in fast] == [[h[0] for h in hits] for hits in slow]
+    np.testing.assert_allclose(
+        [h[1] for hits in fast for h in hits], [h[1] for hits in slow for h in hits], atol=1e-2
+    )
+    assert index._decoded is not None and index._decoded.dtype == np.float16
+    index.delete(["d000"])  # an update drops the copy, so nothing stale is scored
+    assert index._decoded is None
