@@ -131,8 +131,28 @@ def train_row(name: str, all_settings: dict[str, Any], data: Path, progress: boo
     return str(current), summaries
 
 
+def reference_row(data: Path) -> dict[str, Any] | None:
+    """The untrained MiniLM's numbers from ``beir_reference.json`` (same engine, config and depth)."""
+    path = ROOT / "benchmarks" / "results" / "beir_reference.json"
+    if not path.is_file():
+        return None
+    for row in json.loads(path.read_text())["rows"]:
+        if row["dataset"] == data.name and row["config"] == "dense" and row.get("depth") == 1000:
+            metrics = row["metrics"]
+            return {
+                "nDCG@10": metrics["nDCG@10"],
+                "Recall@100": metrics["Recall@100"],
+                "MAP@100": metrics["MAP@100"],
+                "note": "from beir_reference.json",
+            }
+    return None
+
+
 def evaluate_row(model: str, data: Path, progress: bool) -> dict[str, Any]:
     from rag.core.config import load_config
+
+    if model == BASE and (reference := reference_row(data)) is not None:
+        return reference
     from rag.evaluate import evaluate_config
 
     config = load_config(ROOT / "configs" / "dense.yaml")
@@ -190,7 +210,7 @@ def print_table(results: dict[str, Any]) -> None:
             f"{paper[1]:.3f} ({paper[0]})" if paper else "",
             r.get("note", ""),
         )
-    Console().print(table)
+    Console(width=170).print(table)
 
 
 def plot(results: dict[str, Any]) -> Path | None:
