@@ -30,7 +30,7 @@ from haystack import Pipeline
 
 from indexers.bundle import BUNDLE_MANIFEST, SIDES, read_bundle_manifest
 from rag.core.config import RagConfig, load_config
-from rag.core.errors import LockTimeoutError, NotFoundError
+from rag.core.errors import LockTimeoutError, NotFoundError, RagError
 from rag.pipelines import (
     BundleSummary,
     DeleteSummary,
@@ -72,6 +72,9 @@ class ServedIndex:
         self.config_path = config
         self.lock_timeout = lock_timeout
         self._current: Loaded | None = None
+        # The bundle state that last failed to load, and why: asked again, it fails at once instead of
+        # re-reading (and re-hashing) every file on every request.
+        self._failed: tuple[str, Exception] | None = None
         self._reload_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self.error: str | None = None
@@ -109,9 +112,16 @@ class ServedIndex:
             return loaded
         with self._reload_lock:
             loaded = self._current
-            if loaded is not None and loaded.stamp == self.stamp():
+            stamp = self.stamp()
+            if loaded is not None and loaded.stamp == stamp:
                 return loaded  # another request reloaded it while this one waited
-            return self._reload()
+            if self._failed is not None and self._failed[0] == stamp:
+                raise self._failed[1]
+            try:
+                return self._reload()
+            except RagError as exc:
+                self._failed = (stamp, exc)
+                raise
 
     def _reload(self) -> Loaded:
         for _ in range(LOAD_ATTEMPTS):

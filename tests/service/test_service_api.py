@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from conftest import API_KEY, serve_in_thread
@@ -225,3 +227,20 @@ def test_lone_surrogates_never_crash(server):
     assert "U+FFFD" in added.json()["warnings"][0] and "/tmp" not in added.text
     (doc,) = httpx.post(f"{server}/query", json={"query": "lava flows"}).json()["documents"]
     assert doc["content"] == "lava \ufffd flows" and doc["meta"]["k\ufffd"] == 1
+
+
+def test_a_damaged_bundle_is_named_not_served_and_not_reloaded_each_time(server, bm25_bundle, monkeypatch):
+    import rag.service.state as state_module
+
+    reads = []
+    real = state_module.read_bundle_manifest
+    monkeypatch.setattr(state_module, "read_bundle_manifest", lambda path: reads.append(path) or real(path))
+    manifest = bm25_bundle / "bundle.json"
+    data = json.loads(manifest.read_text())
+    data["checksums"]["config.yaml"] = "0" * 64
+    manifest.write_text(json.dumps(data))
+    first = httpx.post(f"{server}/query", json={"query": "moon"})
+    assert first.status_code == 500 and first.json()["error"] == "IndexCorruptError", first.text
+    assert "index 'docs'" in first.json()["detail"] and str(bm25_bundle) not in first.text
+    again = httpx.post(f"{server}/query", json={"query": "moon"})
+    assert again.json() == first.json() and len(reads) == 1  # the same bundle state is not re-read
