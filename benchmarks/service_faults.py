@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,7 +38,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from service_load import start_server  # noqa: E402  (one helper, shared with the load benchmark)
+from service_load import run_header, start_server  # noqa: E402  (one helper, shared with the load benchmark)
 
 RESULTS = ROOT / "benchmarks" / "results"
 KEY = "service-faults-benchmark-key-0123456789"
@@ -220,16 +218,7 @@ def main() -> None:
                 "leftovers": sum(bool(t["leftovers"]) for t in rows),
             }
     result = {
-        "benchmark": "service_faults",
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        **run_header("service_faults"),
         "seconds": round(time.perf_counter() - started, 1),
         "write_seconds": timings,
         "summary": summary,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -41,7 +40,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from service_load import start_server  # noqa: E402  (one helper, shared with the load benchmark)
+from service_load import run_header, start_server  # noqa: E402  (one helper, shared with the load benchmark)
 
 RESULTS = ROOT / "benchmarks" / "results"
 KEY = "service-fuzz-benchmark-key-0123456789"
@@ -353,16 +352,7 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
     result = {
-        "benchmark": "service_fuzz",
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        **run_header("service_fuzz"),
         "schemathesis": __import__("schemathesis").__version__,
         "examples_per_operation_and_mode": args.examples,
         "seconds": round(time.perf_counter() - started, 1),

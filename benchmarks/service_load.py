@@ -85,6 +85,21 @@ def start_server(index: str, key: str, log: Path, *options: str) -> tuple[subpro
     raise SystemExit(f"rag serve not ready after 600 s; see {log}")
 
 
+def run_header(name: str) -> dict[str, Any]:
+    """What every service benchmark's JSON starts with: its name, the date, the commit and the machine."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {
+        "benchmark": name,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "commit": commit.stdout.strip(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+    }
+
+
 async def run_level(base: str, queries: list[str], clients: int, per_client: int) -> dict[str, Any]:
     """``clients`` coroutines, each sending ``per_client`` queries in turn; one connection each."""
     latencies: list[float] = []
@@ -252,16 +267,7 @@ def main() -> None:
 
     with_writer["documents_expected"] = corpus_docs + with_writer["added"]
     result = {
-        "benchmark": "service_load",
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        **run_header("service_load"),
         "setup": {
             "pipeline": "dense (all-MiniLM-L6-v2, flat), SciFact corpus",
             "corpus_documents": corpus_docs,
