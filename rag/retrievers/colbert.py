@@ -35,7 +35,9 @@ if TYPE_CHECKING:
     from indexers.multivector import MaxSimResult, MultiVectorIndex, MultiVectors
 
 SIDE = "multivector"
-TRAIN_HINT = "train a checkpoint with `rag train colbert --out DIR` and set colbert.model: DIR"
+TRAIN_HINT = (
+    "train a checkpoint with `rag train colbert --pairs beir:DIR --out MODEL` and set colbert.model: MODEL"
+)
 
 
 def colbert_encoder(settings: ColBERTConfig) -> Any:
