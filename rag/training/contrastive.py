@@ -8,10 +8,11 @@ the batch's keys (the positive and the in-batch negatives) and a **queue** of ke
 batches, which gives many more negatives than a CPU batch holds. Embeddings are mean-pooled.
 
 sentence-transformers' trainer runs the loop (checkpoints, resume, progress bar); what it does not
-have is written here: the views (:func:`crop_span`, :func:`delete_words`, :func:`contrastive_views`),
-the queue (:class:`KeyQueue`), the loss that holds the momentum encoder (:class:`MoCoLoss`) and a
-trainer that saves and restores both with each checkpoint (:class:`MoCoTrainer`), so that a resumed
-run continues exactly where it stopped.
+have is written here: the views (:func:`crop_span`, :func:`delete_words`, :func:`contrastive_views`)
+and, in :mod:`rag.training.moco` (which needs torch; this module does not, so the CLI checks its
+arguments first), the queue (``KeyQueue``), the loss that holds the momentum encoder (``MoCoLoss``) and
+a trainer that saves and restores both with each checkpoint, so that a resumed run continues exactly
+where it stopped.
 
 >>> import random
 >>> start, end = crop_span(10, random.Random(0), 0.1, 0.5)
