@@ -117,7 +117,8 @@ def agreement(bundle: Path, config: RagConfig, dataset: Path, nprobes: list[int]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # long queries are truncated at query_maxlen (counted below)
         queries = encoder.encode_queries(data.queries)
-    everything = index.decode(np.arange(len(index)))  # decoded once, for the exhaustive reference
+    # Decoded once, for the exhaustive reference; from the same float16 copy the searches below gather from.
+    everything = index.decode(np.arange(len(index)), keep=True)
     ids = index.ids
 
     def top10(scores: np.ndarray) -> list[str]:
