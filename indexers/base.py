@@ -232,3 +232,4 @@ def _target_name(target: Any) -> str:
 # The built-in types: one line per module.
 register_index("flat", "hnsw", "ivfpq")("indexers.dense:DenseIndex")
 register_index("bm25")("indexers.bm25:BM25Index")
+register_index("multivector")("indexers.multivector:MultiVectorIndex")  # ColBERT token vectors

@@ -21,7 +21,7 @@ from typing import Any
 from haystack import Document, Pipeline, tracing
 
 from indexers import build_index, directory_size, load_index
-from indexers.base import Index, register_index
+from indexers.base import Index
 from indexers.build import encode_chunks
 from indexers.bundle import (
     BUILD_SUMMARY,
@@ -41,10 +41,9 @@ from rag.core.readers import ReadReport, read_corpus
 from rag.core.validation import check_query, check_top_k
 from rag.encoders.dense import DenseEncoder, join_title
 
-# The side a ColBERT bundle keeps its token index in (rag.retrievers.colbert); its type registered by
-# path, so that opening it does not import FAISS before it is needed.
+# The side a ColBERT bundle keeps its token index in (rag.retrievers.colbert; the index type of the
+# same name is a built-in of indexers.base).
 MULTIVECTOR = "multivector"
-register_index(MULTIVECTOR)("indexers.multivector:MultiVectorIndex")
 
 
 @dataclass

@@ -181,7 +181,7 @@ def test_grid_checks_everything_before_work_and_semantic_uses_the_encoder(
     with pytest.raises(ConfigError, match="method 'none'"):
         grid_configs([{"method": "none"}])
     with pytest.raises(ConfigError, match="mode must be one of"):
-        grid_configs([PARAGRAPHS], mode="colbert")
+        grid_configs([PARAGRAPHS], mode="sparse")
     with pytest.raises(ConfigError, match="unit must be one of"):
         run_grid(excerpt_folder, grid_configs([PARAGRAPHS]), unit="words", progress=False)
     with pytest.raises(ConfigError, match="not a chunk-excerpt set"):

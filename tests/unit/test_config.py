@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from rag.core.chunking import make_chunker
 from rag.core.config import (
     BM25_DEFAULTS,
+    RETRIEVAL_MODES,
     BM25Config,
     EncoderConfig,
     IndexConfig,
@@ -81,7 +82,7 @@ BAD_CONFIGS = [
     ("retrieval: {top_k: 0}", r"retrieval\.top_k must be a positive integer, got 0; write e\.g\. top_k: 10"),
     ("retrieval: {top_k: -1}", r"retrieval\.top_k must be a positive integer, got -1"),
     ("retrieval: {candidates: 0}", r"retrieval\.candidates must be a positive integer, got 0"),
-    ("retrieval: {mode: sparse}", r"retrieval\.mode must be one of dense, bm25, hybrid, got 'sparse'"),
+    ("retrieval: {mode: sparse}", rf"retrieval\.mode must be one of {', '.join(RETRIEVAL_MODES)}, got 'sp"),
     ("retrieval: 5", r"retrieval must be a mapping, got 5 \(int\); write e\.g\. retrieval: \{mode: dense"),
     ("[1, 2]", r"top level must be a mapping.*got \[1, 2\] \(list\)"),
     ("just words", r"top level must be a mapping.*got 'just words' \(str\)"),

@@ -159,7 +159,7 @@ def test_a_registered_type_builds_and_loads_by_name(toy_registered: None, tmp_pa
 
 
 def test_registry_refuses_unknown_and_conflicting_types(toy_registered: None, tmp_path: Path) -> None:
-    registered = r"'bm25', 'flat', 'hnsw', 'ivfpq', 'toy'"
+    registered = r"'bm25', 'flat', 'hnsw', 'ivfpq', 'multivector', 'toy'"
     with pytest.raises(ConfigError, match=rf"unknown index_type 'annoy'.*{registered}"):
         base.index_class("annoy")
     with pytest.raises(ConfigError, match="'flat' is already registered to indexers.dense:DenseIndex"):
