@@ -402,6 +402,8 @@ def index_cache_key(config: RagConfig, corpus: Path, title: str = "auto") -> str
     shape the index (query-time settings such as ``top_k`` do not), and the title rule."""
     # The device changes where vectors are computed, not which: it must not split the cache.
     encoder = {k: v for k, v in config.encoder.__dict__.items() if k != "device"}
+    # Only bundles with token vectors get the colbert key, so the keys of the other bundles stay as before.
+    sides = {"colbert": dataclasses.asdict(config.colbert)} if "multivector" in config.sides else {}
     return entry_key(
         "bundles",
         corpus=_corpus_stamp(corpus),
@@ -411,6 +413,7 @@ def index_cache_key(config: RagConfig, corpus: Path, title: str = "auto") -> str
         bm25=config.bm25 if config.needs_bm25 else None,
         mode=config.retrieval.mode,
         title=title,
+        **sides,
     )
 
 
