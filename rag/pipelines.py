@@ -365,11 +365,13 @@ def build_pipeline(config: RagConfig | str | Path | None, index_dir: str | Path)
 @dataclass
 class QueryResult:
     """What one query through a pipeline gave: the ranked documents of the last stage that produces
-    documents, the replies of a generator if the pipeline has one, and the seconds each stage took."""
+    documents, the replies of a generator if the pipeline has one, the seconds each stage took, and the
+    ``metrics`` output of the last stage that has one (a compressor's token accounting), else None."""
 
     documents: list[Document]
     replies: list[Any] | None
     stage_seconds: dict[str, float]
+    metrics: dict[str, Any] | None = None
 
 
 def run_query(
@@ -406,11 +408,13 @@ def run_query(
         data.setdefault(name, {}).update(values)
     documents_from = str(plan["output"]) if plan else str(_last_producer(pipeline, "documents"))
     replies_from = _last_producer(pipeline, "replies", required=False)
-    wanted = {n for n in (documents_from, replies_from) if n is not None}
+    metrics_from = _last_producer(pipeline, "metrics", required=False)
+    wanted = {n for n in (documents_from, replies_from, metrics_from) if n is not None}
     with stage_timer() as seconds:
         result = pipeline.run(data, include_outputs_from=wanted)
     replies = result.get(replies_from, {}).get("replies") if replies_from else None
-    return QueryResult(list(result[documents_from]["documents"]), replies, dict(seconds))
+    metrics = result.get(metrics_from, {}).get("metrics") if metrics_from else None
+    return QueryResult(list(result[documents_from]["documents"]), replies, dict(seconds), metrics)
 
 
 def retrieve(pipeline: Pipeline, query: str, top_k: int | None = None) -> list[Document]:

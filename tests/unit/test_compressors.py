@@ -384,6 +384,11 @@ def test_compress_stages_in_a_pipeline(tmp_path: Path, tiny_model_dir: Path) -> 
         assert doc.meta["compression"]["ratio"] <= 0.5
         source = rows[int(doc.meta["source_id"][1:])]["text"]
         assert " ".join(source[s:e] for _, s, e in doc.meta["provenance"]) == doc.content
+    # The query's token accounting comes back with the result (the last stage's metrics output).
+    assert result.metrics is not None
+    assert result.metrics["query_tokens_after"] == sum(
+        d.meta["compression"]["tokens_after"] for d in result.documents
+    )
     # The semantic stage took the config's encoder; the compressor serializes with the pipeline.
     component = pipeline.get_component("semantic_compressor")
     assert component.model == str(tiny_model_dir)
