@@ -374,10 +374,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             ],
             answer=replies[0] if replies else None,
             replies=replies,
-            # Filled by pipelines whose QueryResult carries them (compression, token accounting); else
-            # the generator's own count, which Haystack keeps in the reply's meta["usage"].
-            compressed=getattr(result, "compressed", None),
-            tokens=getattr(result, "tokens", None) or _usage(result.replies),
+            # A compress stage's documents are the compressed context, and its metrics output the
+            # per-query token accounting; a generator's own count is in the reply's meta["usage"].
+            compressed=_compressed(result),
+            tokens=_tokens(result),
             stage_ms={k: round(v * 1000, 3) for k, v in result.stage_seconds.items()},
         )
 
@@ -496,6 +496,28 @@ def _record(document: DocumentIn) -> dict[str, Any]:
     if document.meta:
         record["metadata"] = document.meta
     return record
+
+
+def _compressed(result: Any) -> list[dict[str, Any]] | None:
+    """The compressed context (id, text, provenance) when the pipeline's last documents were compressed."""
+    if not result.metrics:
+        return None
+    return [
+        {"id": str(d.id), "content": d.content, "provenance": d.meta.get("provenance")}
+        for d in result.documents
+        if "compression" in d.meta
+    ] or None
+
+
+def _tokens(result: Any) -> dict[str, Any] | None:
+    """Token accounting: the compressor's (before / after / ratio / seconds) and the generator's usage."""
+    tokens: dict[str, Any] = {}
+    if result.metrics:
+        tokens["compression"] = dict(result.metrics)
+    usage = _usage(result.replies)
+    if usage:
+        tokens["generation"] = usage
+    return tokens or None
 
 
 def _usage(replies: list[Any] | None) -> dict[str, Any] | None:

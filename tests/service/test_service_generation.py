@@ -1,4 +1,5 @@
-"""A pipeline that generates, served: the answer, its token count, and the answer streamed piece by piece
+"""A pipeline that compresses and generates, served: the answer, the compressed context, the token
+counts, and the answer streamed piece by piece
 as server-sent events while the generator runs. The generator is a stand-in stage registered here."""
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ def server(tmp_path: Path, bm25_bundle: Path):
         {
             "name": "answers",
             "retrieval": {"mode": "bm25", "top_k": 2},
-            "stages": [{"kind": "generate", "name": "echo-test", "pause": 0.3}],
+            "stages": [
+                {"kind": "compress", "name": "random", "ratio": 0.5, "tokenizer": "words"},
+                {"kind": "generate", "name": "echo-test", "pause": 0.3},
+            ],
         }
     )
     path = tmp_path / "answers.yaml"
@@ -64,7 +68,13 @@ def server(tmp_path: Path, bm25_bundle: Path):
 def test_answer_and_token_accounting(server):
     body = httpx.post(f"{server}/query", json={"query": "moon tides oceans"}, timeout=30).json()
     assert body["answer"] == "Answer: B" and body["replies"] == ["Answer: B"]
-    assert body["tokens"] == {"prompt_tokens": 7, "completion_tokens": 2}
+    assert body["tokens"]["generation"] == {"prompt_tokens": 7, "completion_tokens": 2}
+    # The compress stage's accounting and the compressed context come back with the answer.
+    compression = body["tokens"]["compression"]
+    assert compression["compressor"] == "random" and compression["ratio"] <= 0.5
+    assert compression["query_tokens_after"] < compression["query_tokens_before"]
+    assert [c["id"] for c in body["compressed"]] == [d["id"] for d in body["documents"]]
+    assert all(c["provenance"] for c in body["compressed"])
     assert body["documents"][0]["id"] == "b" and "generator" in body["stage_ms"]
     refused = httpx.post(
         f"{server}/query",
@@ -98,7 +108,7 @@ def test_answer_streams_while_it_is_generated(server):
     assert arrivals[2][2]["documents"][0]["id"] == "b" and arrivals[3][2] == {"text": "Answer: B"}
     # The first piece arrived before the generator finished (it pauses 0.3 s after each piece).
     assert arrivals[1][0] - arrivals[0][0] > 0.2, arrivals
-    assert arrivals[-1][2]["tokens"] == {"prompt_tokens": 7, "completion_tokens": 2}
+    assert arrivals[-1][2]["tokens"]["generation"] == {"prompt_tokens": 7, "completion_tokens": 2}
 
 
 def test_stream_errors_before_the_stream_keep_their_status(server):
