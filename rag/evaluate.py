@@ -401,7 +401,10 @@ def index_cache_key(config: RagConfig, corpus: Path, title: str = "auto") -> str
     """Key of the bundle of ``config`` over ``corpus``: the corpus files and the config sections that
     shape the index (query-time settings such as ``top_k`` do not), and the title rule."""
     # The device changes where vectors are computed, not which: it must not split the cache.
-    encoder = {k: v for k, v in config.encoder.__dict__.items() if k != "device"}
+    # No TempScale (None) is left out, so bundles cached before the setting existed keep their key.
+    encoder = {
+        k: v for k, v in config.encoder.__dict__.items() if k != "device" and (k, v) != ("tempscale", None)
+    }
     # Only bundles with token vectors get the colbert key, so the keys of the other bundles stay as before.
     sides = {"colbert": dataclasses.asdict(config.colbert)} if "multivector" in config.sides else {}
     return entry_key(

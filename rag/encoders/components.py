@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, TypedDict
+from typing import Any, ClassVar, TypedDict
 
 from haystack import Document, component
 
@@ -41,6 +41,7 @@ class _EncoderSettings:
         prefix: str | None = None,
         device: str = EncoderConfig.device,
         progress: bool = False,
+        tempscale: dict[str, Any] | None = EncoderConfig.tempscale,
     ) -> None:
         self.model = model
         self.batch_size = batch_size
@@ -50,6 +51,7 @@ class _EncoderSettings:
         self.prefix = prefix
         self.device = device
         self.progress = progress
+        self.tempscale = tempscale
         side_prefix = getattr(EncoderConfig, self._prefix_field) if prefix is None else prefix
         settings = EncoderConfig(
             model=model,
@@ -60,6 +62,7 @@ class _EncoderSettings:
             query_prefix=side_prefix,
             document_prefix=side_prefix,
             device=device,
+            tempscale=tempscale,
         )
         # Loads nothing until warm_up().
         self.encoder = DenseEncoder(**dataclasses.asdict(settings), progress=progress)

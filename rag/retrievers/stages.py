@@ -36,6 +36,7 @@ def _add_dense(draft: PipelineDraft, top_k: int) -> str:
             normalize=encoder["normalize"],
             prefix=encoder["query_prefix"],
             device=encoder["device"],
+            tempscale=encoder["tempscale"],
         ),
     )
     retriever = DenseRetriever(str(draft.index_dir / "dense"), top_k=top_k, encoder=encoder)

@@ -198,11 +198,6 @@ def test_the_folded_model_survives_onnx_export(tmp_path: Path) -> None:
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the pipeline's QueryEncoder does not take encoder.tempscale yet (rag/encoders/components.py and "
-    "rag/retrievers/stages.py _add_dense must pass it): queries would be encoded without the index's tau",
-)
 def test_a_dense_pipeline_encodes_queries_with_the_configs_tau(tiny_model_dir: Path, tmp_path: Path) -> None:
     from rag.encoders.components import QueryEncoder
     from rag.pipelines import build_bundle, build_pipeline
