@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from haystack import Document, Pipeline, tracing
+from haystack.core.errors import PipelineRuntimeError
 
 from indexers import build_index, directory_size, load_index
 from indexers.base import Index
@@ -35,7 +36,7 @@ from indexers.bundle import (
 from indexers.docstore import format_ids, id_list
 from rag.core.chunking import chunk_documents, make_chunker
 from rag.core.config import RagConfig, load_config
-from rag.core.errors import ConfigError, IndexCorruptError
+from rag.core.errors import ConfigError, IndexCorruptError, RagError
 from rag.core.files import write_file_atomically
 from rag.core.readers import ReadReport, read_corpus
 from rag.core.validation import check_query, check_top_k
@@ -411,7 +412,13 @@ def run_query(
     metrics_from = _last_producer(pipeline, "metrics", required=False)
     wanted = {n for n in (documents_from, replies_from, metrics_from) if n is not None}
     with stage_timer() as seconds:
-        result = pipeline.run(data, include_outputs_from=wanted)
+        try:
+            result = pipeline.run(data, include_outputs_from=wanted)
+        except PipelineRuntimeError as error:
+            # Haystack wraps what a component raised; ours (an endpoint down, a bad input) say the fix.
+            if isinstance(error.__cause__, RagError):
+                raise error.__cause__ from None
+            raise
     replies = result.get(replies_from, {}).get("replies") if replies_from else None
     metrics = result.get(metrics_from, {}).get("metrics") if metrics_from else None
     return QueryResult(list(result[documents_from]["documents"]), replies, dict(seconds), metrics)
@@ -486,6 +493,11 @@ TRUSTED_MODULES = [
     "rag.retrievers.ranking",
     "rag.retrievers.colbert",
     "rag.retrievers.prf",
+    "compressors.semantic",
+    "compressors.extractive",
+    "compressors.abstractive",
+    "compressors.random_drop",
+    "rag.generation.generator",
 ]
 
 

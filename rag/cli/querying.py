@@ -53,9 +53,6 @@ def query(
 
 def print_answer(text: str, index: Any, rag_config: Any, top_k: int, snippet: int) -> None:
     """Stream the generator's answer to the terminal, then the passages it was given and the tokens."""
-    from haystack.core.errors import PipelineRuntimeError
-
-    from rag.core.errors import RagError
     from rag.core.tokenizers import get_token_counter
     from rag.generation import generator_tokenizer_name
     from rag.generation.stages import with_generator
@@ -71,13 +68,7 @@ def print_answer(text: str, index: Any, rag_config: Any, top_k: int, snippet: in
         if "streaming_callback" in inputs
     }
     console.print(Text(f"{shorten(text)!r}", style="bold"))
-    try:
-        result = run_query(pipeline, text, top_k=top_k, inputs=streaming)
-    except PipelineRuntimeError as error:
-        # Haystack wraps what a component raised; ours (an endpoint that is down) says the fix itself.
-        if isinstance(error.__cause__, RagError):
-            raise error.__cause__ from None
-        raise
+    result = run_query(pipeline, text, top_k=top_k, inputs=streaming)  # raises our errors unwrapped
     console.file.write("\n")
     reply = result.replies[0] if result.replies else None
     if reply is not None and not streaming:

@@ -117,3 +117,29 @@ def test_truncation_by_the_encoder_is_reported(tmp_path, tiny_model_dir):
     )
     summary = build_bundle(config_for("dense", str(tiny_model_dir)), path, tmp_path / "idx", progress=False)
     assert any("1 of 2 chunks are longer than the encoder's 128-token limit" in w for w in summary.warnings)
+
+
+def test_compress_and_generate_pipeline_saves_loads_and_raises_our_errors(tmp_path, corpus):
+    from rag.core.errors import RagError
+    from rag.pipelines import run_query
+
+    stages = [
+        {"kind": "compress", "name": "random", "ratio": 0.5, "tokenizer": "words"},
+        {"kind": "prompt", "name": "chat"},
+        # Nothing listens there: the call fails, and the error must be ours, not Haystack's wrapper.
+        {
+            "kind": "generate",
+            "name": "openai",
+            "base_url": "http://127.0.0.1:9/v1",
+            "model": "m",
+            "timeout": 2.0,
+        },
+    ]
+    config = RagConfig.from_dict({"name": "g", "retrieval": {"mode": "bm25"}, "stages": stages})
+    build_bundle(config, corpus, tmp_path / "idx", progress=False)
+    pipe = build_pipeline(config, tmp_path / "idx")
+    save_pipeline(pipe, tmp_path / "pipe.yaml")
+    reloaded = load_pipeline(tmp_path / "pipe.yaml")
+    assert set(dict(reloaded.walk())) == set(dict(pipe.walk()))
+    with pytest.raises(RagError, match="127.0.0.1:9"):
+        run_query(reloaded, "yeast dough", top_k=2)
