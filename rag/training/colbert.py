@@ -267,22 +267,14 @@ def train_colbert(
     Negatives are mined from the source's corpus (the BEIR corpus, the corpus cropped from, or the
     SQuAD paragraphs) with ``settings.negatives``; a query's other positives are never its negatives.
     """
-    from rag.training.pairs import load_pairs, mine_hard_negatives, read_passages
+    from rag.training.pairs import load_pairs, mine_hard_negatives, source_passages
 
     settings = settings or ColBERTSettings()
     started = time.monotonic()
     pairs = load_pairs(pairs_source, limit=limit, seed=settings.seed)
     n_negatives = 0
     if settings.negatives != "none":
-        kind, _, location = pairs_source.partition(":")
-        if kind == "beir":
-            from rag.training.pairs import _beir_location  # lead's parser of DIR[:SPLIT]
-
-            corpus: list[str] = read_passages(_beir_location(location)[0])
-        elif kind == "crop":
-            corpus = read_passages(location)
-        else:
-            corpus = sorted({p.positive for p in pairs})
+        corpus = source_passages(pairs_source, pairs)
         n_negatives = settings.negatives_per_query if settings.distill else 1
         # One spare candidate per negative, for when a query's other positives are struck out.
         mined = mine_hard_negatives(

@@ -181,12 +181,12 @@ def finetune(
     """
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    from rag.training.pairs import load_pairs, mine_hard_negatives
+    from rag.training.pairs import load_pairs, mine_hard_negatives, source_passages
 
     settings = settings or FinetuneSettings()
     pairs = load_pairs(pairs_source, seed=settings.seed)
     if settings.negatives != "none":
-        texts = corpus_texts if corpus_texts is not None else _mining_corpus(pairs_source, pairs)
+        texts = corpus_texts if corpus_texts is not None else source_passages(pairs_source, pairs)
         # Two candidates each, so that one remains after the query's other positives are struck out.
         mined = mine_hard_negatives(
             pairs,
@@ -210,16 +210,6 @@ def finetune(
     return fit_sentence_transformer(
         model, columns, loss, out_dir, settings, resume=resume, summary=summary, progress=progress
     )
-
-
-def _mining_corpus(source: str, pairs: Sequence[TrainingPair]) -> dict[str, str] | list[str]:
-    kind, _, location = source.partition(":")
-    if kind == "beir":
-        from rag.training.pairs import _beir_location, _beir_texts
-
-        folder, _ = _beir_location(location)
-        return _beir_texts(folder / "corpus.jsonl")
-    return sorted({pair.positive for pair in pairs})
 
 
 def _one_negative(

@@ -56,7 +56,7 @@ def load_pairs(source: str, limit: int | None = None, seed: int = 0) -> list[Tra
             "squad:FILE (a SQuAD-format JSON file) or crop:CORPUS (pairs cropped from any corpus)"
         )
     if kind == "beir":
-        folder, split = _beir_location(location)
+        folder, split = beir_location(location)
         pairs = beir_pairs(folder, split)
     elif kind == "squad":
         pairs = squad_pairs(location)
@@ -67,12 +67,23 @@ def load_pairs(source: str, limit: int | None = None, seed: int = 0) -> list[Tra
     return _sample(pairs, limit, seed)
 
 
-def _beir_location(location: str) -> tuple[Path, str]:
+def beir_location(location: str) -> tuple[Path, str]:
     """``DIR`` or ``DIR:SPLIT``; a colon is a split separator only when ``DIR`` alone is a folder."""
     folder, sep, split = location.rpartition(":")
     if sep and split and Path(folder).is_dir():
         return Path(folder), split
     return Path(location), "train"
+
+
+def source_passages(source: str, pairs: Sequence[TrainingPair] = ()) -> list[str]:
+    """The passages to mine hard negatives from, for pairs of ``source``: a BEIR folder's whole corpus,
+    a cropped corpus's passages, else (SQuAD) the distinct positives of ``pairs``, sorted."""
+    kind, _, location = source.partition(":")
+    if kind == "beir":
+        return list(beir_texts(beir_location(location)[0] / "corpus.jsonl").values())
+    if kind == "crop":
+        return read_passages(location)
+    return sorted({pair.positive for pair in pairs})
 
 
 def _sample(pairs: list[TrainingPair], limit: int | None, seed: int) -> list[TrainingPair]:
@@ -89,7 +100,7 @@ def beir_pairs(beir_dir: str | Path, split: str = "train") -> list[TrainingPair]
 
     dataset = load_beir(beir_dir, split)
     judged = {doc_id for grades in dataset.qrels.values() for doc_id, grade in grades.items() if grade > 0}
-    texts = _beir_texts(dataset.corpus_path, judged)
+    texts = beir_texts(dataset.corpus_path, judged)
     pairs = []
     for query_id, grades in dataset.qrels.items():
         for doc_id, grade in grades.items():
@@ -98,7 +109,7 @@ def beir_pairs(beir_dir: str | Path, split: str = "train") -> list[TrainingPair]
     return pairs
 
 
-def _beir_texts(corpus_path: Path, wanted: set[str] | None = None) -> dict[str, str]:
+def beir_texts(corpus_path: Path, wanted: set[str] | None = None) -> dict[str, str]:
     """``title + " " + text`` of the corpus documents (all of them, or only the ``wanted`` ids)."""
     from rag.encoders.dense import join_title
 
