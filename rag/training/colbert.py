@@ -141,30 +141,6 @@ def build_or_load(base: str, settings: ColBERTSettings, progress: bool = False) 
     )
 
 
-def time_limit(minutes: float) -> Any:
-    """A trainer callback that stops training at the first step after ``minutes`` of wall time (the run
-    is then saved as usual); its ``stopped_at`` says at which step. Built here so that importing this
-    module does not import transformers."""
-    from transformers import TrainerCallback
-
-    class TimeLimit(TrainerCallback):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.seconds = minutes * 60
-            self.start = time.monotonic()
-            self.stopped_at: int | None = None
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.start = time.monotonic()
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if time.monotonic() - self.start > self.seconds and state.global_step < state.max_steps:
-                control.should_training_stop = True
-                control.should_save = True
-                self.stopped_at = state.global_step
-
-    return TimeLimit()
-
-
 def fit_colbert(
     model: Any,
     columns: dict[str, list[str]],
@@ -186,6 +162,7 @@ def fit_colbert(
     from rag.colbert.model import colbert_settings, save_colbert
     from rag.training.common import (
         LossLogCallback,
+        TimeLimitCallback,
         read_loss_log,
         resume_from,
         training_arguments,
@@ -221,7 +198,7 @@ def fit_colbert(
             **({} if settings.warmup_steps is None else {"warmup_steps": settings.warmup_steps}),
         )
     )
-    limit = time_limit(settings.max_minutes) if settings.max_minutes else None
+    limit = TimeLimitCallback(settings.max_minutes) if settings.max_minutes else None
     trainer = MultiVectorEncoderTrainer(
         model=model,
         args=arguments,

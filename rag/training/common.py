@@ -59,6 +59,27 @@ class LossLogCallback(TrainerCallback):  # type: ignore[misc]
             f.write(json.dumps(record) + "\n")
 
 
+class TimeLimitCallback(TrainerCallback):  # type: ignore[misc]
+    """Stop training at the first step after ``minutes`` of wall time, and save it as a checkpoint
+    (transformers has a step limit only). ``stopped_at`` is that step, None if the run ended first."""
+
+    def __init__(self, minutes: float) -> None:
+        if not minutes > 0:
+            raise ConfigError(f"a time limit must be positive minutes, got {minutes!r}")
+        self.seconds = minutes * 60
+        self._start = time.monotonic()
+        self.stopped_at: int | None = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._start = time.monotonic()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if time.monotonic() - self._start >= self.seconds and state.global_step < state.max_steps:
+            control.should_training_stop = True
+            control.should_save = True
+            self.stopped_at = state.global_step
+
+
 def read_loss_log(out_dir: str | Path) -> list[dict[str, Any]]:
     """The records :class:`LossLogCallback` wrote (empty if there are none)."""
     path = Path(out_dir) / LOSS_LOG

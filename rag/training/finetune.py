@@ -121,9 +121,9 @@ def fit_sentence_transformer(
     )
     callbacks: list[Any] = [LossLogCallback(out)]
     if settings.max_minutes is not None:
-        from rag.training.retromae_model import TimeBudget
+        from rag.training.common import TimeLimitCallback
 
-        callbacks.append(TimeBudget(settings.max_minutes))
+        callbacks.append(TimeLimitCallback(settings.max_minutes))
     trainer_class = trainer_class or SentenceTransformerTrainer
     trainer = trainer_class(
         model=model,

@@ -105,6 +105,7 @@ def train_retromae(
 
     from rag.training.common import (
         LossLogCallback,
+        TimeLimitCallback,
         read_loss_log,
         resume_from,
         training_arguments,
@@ -115,7 +116,6 @@ def train_retromae(
         PassageDataset,
         RetroMAECollator,
         RetroMAEModel,
-        TimeBudget,
         cls_sentence_model,
         load_encoder,
         save_dupmae_head,
@@ -149,7 +149,7 @@ def train_retromae(
         args=args,
         train_dataset=PassageDataset(token_ids),
         data_collator=RetroMAECollator(tokenizer, settings, seed=seed),
-        callbacks=[LossLogCallback(out), *([TimeBudget(max_minutes)] if max_minutes else [])],
+        callbacks=[LossLogCallback(out), *([TimeLimitCallback(max_minutes)] if max_minutes else [])],
     )
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=checkpoint)

@@ -7,7 +7,6 @@ that returns the losses, and the checkpoint layout.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from torch import nn
 
 from rag.core.errors import ConfigError
 from rag.encoders.dupmae import ordinary_token_mask, ordinary_token_vector
-from rag.training.common import TrainerCallback
 from rag.training.retromae import RetroMAESettings
 
 # --------------------------------------------------------------------------------------------------
@@ -277,22 +275,6 @@ def cls_sentence_model(model: Any) -> Any:
     word = model[0]
     pooling = models.Pooling(word.get_embedding_dimension(), pooling_mode="cls")
     return SentenceTransformer(modules=[word, pooling, models.Normalize()], device="cpu")
-
-
-class TimeBudget(TrainerCallback):  # type: ignore[misc]
-    """Stop training once ``minutes`` of wall time have passed (transformers has a step limit only)."""
-
-    def __init__(self, minutes: float) -> None:
-        self.seconds = minutes * 60
-        self._start = time.monotonic()
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._start = time.monotonic()
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if time.monotonic() - self._start >= self.seconds:
-            control.should_training_stop = True
-            control.should_save = True
 
 
 def save_dupmae_head(head: MLMHead, folder: Path) -> None:

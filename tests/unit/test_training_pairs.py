@@ -140,3 +140,23 @@ def test_trainer_plumbing(tmp_path: Path) -> None:
     assert [(r["step"], r["loss"]) for r in read_loss_log(tmp_path)] == [(7, 1.5)]
     summary = write_training_summary(tmp_path, {"steps": 7})
     assert json.loads(summary.read_text()) == {"steps": 7}
+
+
+def test_time_limit_stops_and_saves_after_the_budget() -> None:
+    from rag.training.common import TimeLimitCallback
+
+    class State:
+        global_step, max_steps = 3, 10
+
+    class Control:
+        should_training_stop = should_save = False
+
+    with pytest.raises(ConfigError, match="positive minutes"):
+        TimeLimitCallback(0)
+    roomy, control = TimeLimitCallback(60), Control()
+    roomy.on_train_begin(None, State(), control)
+    roomy.on_step_end(None, State(), control)
+    assert not control.should_training_stop and roomy.stopped_at is None
+    spent = TimeLimitCallback(1e-9)
+    spent.on_step_end(None, State(), control)
+    assert control.should_training_stop and control.should_save and spent.stopped_at == 3
