@@ -1,4 +1,5 @@
-"""Command line: ``rag index | query | add | delete | eval | eval-chunks | configs | quickstart | train``.
+"""Command line: ``rag index | query | add | delete | eval | eval-chunks | configs | quickstart | serve``
+and ``rag train ...``.
 
 One module per command group (:mod:`rag.cli.indexing`, :mod:`rag.cli.querying`,
 :mod:`rag.cli.evaluation`, :mod:`rag.cli.misc`), each registering its commands on the one app of
@@ -16,7 +17,19 @@ and every input error answer at once.
 
 from __future__ import annotations
 
-from rag.cli import evaluation, indexing, misc, querying, serving, train_colbert, train_contrastive, train_finetune, train_retromae, training  # noqa: F401  (each registers its commands)
+# Each module registers its commands on import.
+from rag.cli import (  # noqa: F401
+    evaluation,
+    indexing,
+    misc,
+    querying,
+    serving,
+    train_colbert,
+    train_contrastive,
+    train_finetune,
+    train_retromae,
+    training,
+)
 from rag.cli.base import app, friendly_errors
 from rag.cli.indexing import describe_deletion
 from rag.cli.querying import print_ranking, shorten
