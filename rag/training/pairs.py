@@ -111,20 +111,14 @@ def beir_pairs(beir_dir: str | Path, split: str = "train") -> list[TrainingPair]
 
 def beir_texts(corpus_path: Path, wanted: set[str] | None = None) -> dict[str, str]:
     """``title + " " + text`` of the corpus documents (all of them, or only the ``wanted`` ids)."""
+    from rag.core.readers import iter_jsonl
     from rag.encoders.dense import join_title
 
     texts: dict[str, str] = {}
-    with open(corpus_path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputFormatError(f"not a JSON line ({exc.msg})", str(corpus_path), lineno) from None
-            doc_id = str(record.get("_id"))
-            if wanted is None or doc_id in wanted:
-                texts[doc_id] = join_title(record.get("title"), record.get("text") or "")
+    for _, record in iter_jsonl(corpus_path):
+        doc_id = str(record.get("_id"))
+        if wanted is None or doc_id in wanted:
+            texts[doc_id] = join_title(record.get("title"), record.get("text") or "")
     return texts
 
 
