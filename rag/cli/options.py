@@ -40,3 +40,10 @@ BaseConfigOption = Annotated[
         "--config", help=CONFIG_HELP + ", the base of every chunker's config (default: dense, flat index)"
     ),
 ]
+
+# Options every `rag train` command shares.
+SaveStepsOption = Annotated[int | None, typer.Option(help="Checkpoint every N steps (default: 4 a run)")]
+MaxMinutesOption = Annotated[
+    float | None, typer.Option(help="Stop (and save) after this much wall time, whatever --steps says")
+]
+ResumeOption = Annotated[bool, typer.Option("--resume", help="Go on from the newest checkpoint in --out")]

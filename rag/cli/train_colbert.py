@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from rag.cli.base import console
-from rag.cli.options import ProgressOption
+from rag.cli.options import MaxMinutesOption, ProgressOption, ResumeOption, SaveStepsOption
 from rag.cli.training import train_command
 from rag.training.colbert import ColBERTSettings
 
@@ -52,16 +52,10 @@ def colbert(
     query_maxlen: Annotated[int, typer.Option(help="Query tokens, [MASK]-padded")] = _D.query_maxlen,
     doc_maxlen: Annotated[int, typer.Option(help="Document tokens kept")] = _D.doc_maxlen,
     limit: Annotated[int | None, typer.Option(help="Train on a random sample of this many pairs")] = None,
-    max_minutes: Annotated[
-        float | None, typer.Option(help="Stop (and save) after this many minutes of training")
-    ] = None,
-    save_steps: Annotated[
-        int | None, typer.Option(help="Checkpoint every N steps (default: 4 a run)")
-    ] = None,
+    max_minutes: MaxMinutesOption = None,
+    save_steps: SaveStepsOption = None,
     seed: Annotated[int, typer.Option(help="Seed of sampling, mining and training")] = _D.seed,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Go on from the newest checkpoint in --out")
-    ] = False,
+    resume: ResumeOption = False,
     progress: ProgressOption = True,
 ) -> None:
     """Train a ColBERT model (backbone and projection) and save it in PyLate's layout to --out."""

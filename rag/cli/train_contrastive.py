@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from rag.cli.base import console
-from rag.cli.options import ProgressOption
+from rag.cli.options import MaxMinutesOption, ProgressOption, ResumeOption, SaveStepsOption
 from rag.cli.training import train_command
 from rag.training.contrastive import ContrastiveSettings
 
@@ -46,16 +46,10 @@ def contrastive(
     ] = _D.batch_size,
     lr: Annotated[float, typer.Option(help="Peak learning rate (linear warm-up over 10% of steps)")] = _D.lr,
     max_length: Annotated[int | None, typer.Option(help="Tokens per view (default: the model's)")] = None,
-    save_steps: Annotated[
-        int | None, typer.Option(help="Checkpoint every N steps (default: 4 a run)")
-    ] = None,
-    max_minutes: Annotated[
-        float | None, typer.Option(help="Stop (and save) after this much wall time, whatever --steps says")
-    ] = None,
+    save_steps: SaveStepsOption = None,
+    max_minutes: MaxMinutesOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the views and of training")] = _D.seed,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Go on from the newest checkpoint in --out")
-    ] = False,
+    resume: ResumeOption = False,
     progress: ProgressOption = True,
 ) -> None:
     """Continue training a dense encoder contrastively on a corpus (Contriever, with a MoCo queue)."""

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from rag.cli.base import console
-from rag.cli.options import ProgressOption
+from rag.cli.options import MaxMinutesOption, ProgressOption, ResumeOption, SaveStepsOption
 from rag.cli.training import train_command
 from rag.training.retromae import RetroMAESettings
 
@@ -38,16 +38,10 @@ def retromae(
     batch_size: Annotated[int, typer.Option(help="Passages per batch")] = 16,
     lr: Annotated[float, typer.Option(help="Peak learning rate (linear warm-up over 10% of steps)")] = 5e-5,
     max_length: Annotated[int, typer.Option(help="Tokens per passage (longer ones are cut)")] = _D.max_length,
-    save_steps: Annotated[
-        int | None, typer.Option(help="Checkpoint every N steps (default: 4 a run)")
-    ] = None,
-    max_minutes: Annotated[
-        float | None, typer.Option(help="Stop after this many minutes of training (default: no limit)")
-    ] = None,
+    save_steps: SaveStepsOption = None,
+    max_minutes: MaxMinutesOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the masks and of training")] = 42,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Go on from the newest checkpoint in --out")
-    ] = False,
+    resume: ResumeOption = False,
     progress: ProgressOption = True,
 ) -> None:
     """Pretrain a dense encoder with RetroMAE / DupMAE; the saved model uses [CLS] pooling."""
