@@ -1,20 +1,31 @@
 """Evidence kept against tokens kept: our compressors and LLMLingua on Chroma's chunk-excerpt set.
 
-    python benchmarks/compression_evidence.py [--data ../shared/data/chunking_eval] [--questions 3]
-        [--ratios 0.8 0.5 0.35] [--no-llmlingua]
+    python benchmarks/compression_evidence.py [--data ../shared/data/chunking_eval] [--questions 10]
+        [--llmlingua-questions 3] [--ratios 0.8 0.5 0.35] [--no-llmlingua]
 
 Retrieval is the committed chunking grid's recursive 250/0 config (all-MiniLM-L6-v2, one flat index of
 the five corpora, chunks embedded without titles; its bundle is reused from benchmarks/.cache when the
-grid has run). For a fixed, seeded sample of questions (the same number from each corpus), the top 5
-chunks are compressed at each ratio by:
+grid has run). For a fixed, seeded sample of questions (``--questions`` from each corpus, 50 by
+default), the top 5 chunks are compressed at each ratio by:
 
-- ``semantic`` (TCRA-LLM word impact, greedy, the config's encoder; compressors.semantic),
+- ``semantic`` (TCRA-LLM word impact, greedy, the config's encoder, the default ``query_mode``
+  ``allocate``: keep budget shared by relevance to the query; compressors.semantic),
+- ``semantic-blind`` (the same with ``query_mode="blind"``, the paper's query-blind order; it shares
+  the first one's embedding cache, so its time is the ordering and dropping only),
 - ``extractive`` (query-similar sentences; compressors.extractive),
 - ``random`` (random words; compressors.random_drop),
 - ``llmlingua`` (llmlingua 0.2.2, ``PromptCompressor`` with SmolLM2-135M-Instruct as its scoring model,
   ``rate`` = the ratio, token-level compression only (``use_context_level_filter=False``: the filter
   that drops whole chunks by perplexity took two thirds of its time here), its other settings the
-  defaults).
+  defaults). It is the slow one (10-20 s per question and ratio on 2 cores), so it compresses only the
+  first ``--llmlingua-questions`` of each corpus's draw (15 questions by default, as many as the whole
+  run had before), and the report also gives every compressor's recall on exactly those questions
+  (``on_llmlingua_questions``, a second table): the like-for-like comparison.
+
+Run time with the defaults (50 questions, LLMLingua on 15): estimated 12-15 minutes on 2 idle cores
+(not measured: the smoke run's rates scaled for its load). The ``--questions 1 --llmlingua-questions 1``
+smoke run (5 questions) took 489 s with four other jobs on the 2 cores: semantic ~10 s a question cold,
+extractive ~7 s a question for the three ratios, LLMLingua ~65 s a question for the three.
 
 Evidence recall is the share of gold excerpt characters still present after compression: our
 compressors' ``meta["provenance"]`` spans go through the span metric of ``rag eval``
@@ -70,13 +81,15 @@ TOP_K = 5
 LINGUA_JOIN = "\n\n"
 
 
-def sample_questions(groups: Sequence[str], per_group: int, seed: int) -> list[int]:
-    """``per_group`` question indices from each corpus, drawn with ``seed``, in set order."""
+def sample_questions(groups: Sequence[str], per_group: int, seed: int, first: int | None = None) -> list[int]:
+    """``per_group`` question indices from each corpus, drawn with ``seed``, in set order; with ``first``,
+    only the first ``first`` of each corpus's draw (so a subset of the ``per_group`` sample)."""
     rng = random.Random(seed)
     chosen: list[int] = []
     for group in sorted(set(groups)):
         members = [i for i, g in enumerate(groups) if g == group]
-        chosen.extend(rng.sample(members, min(per_group, len(members))))
+        drawn = rng.sample(members, min(per_group, len(members)))
+        chosen.extend(drawn if first is None else drawn[:first])
     return sorted(chosen)
 
 
@@ -173,13 +186,15 @@ def run_compressor(
     compress(contexts[0], queries[0], ratios[0])  # warm-up: models loaded, first pass done
     records = []
     for ratio in ratios:
-        outputs, seconds, before, after = [], 0.0, 0, 0
+        outputs, seconds, before, after, per_before, per_after = [], 0.0, 0, 0, [], []
         for docs, query in zip(contexts, queries, strict=True):
             started = time.perf_counter()
             kept, tokens = compress(docs, query, ratio)
             seconds += time.perf_counter() - started
             outputs.append(kept)
-            before += sum(count(d.content or "") for d in docs)
+            per_before.append(sum(count(d.content or "") for d in docs))
+            per_after.append(tokens)
+            before += per_before[-1]
             after += tokens
         rows = score(outputs)
         records.append(
@@ -195,6 +210,8 @@ def run_compressor(
                 "seconds": seconds,
                 "input_tokens_per_second": before / seconds if seconds > 0 else float("inf"),
                 "per_query_recall": [r["recall"] for r in rows],
+                "per_query_tokens_before": per_before,
+                "per_query_tokens_kept": per_after,
             }
         )
         console.log(f"{name} ratio {ratio}: recall {records[-1]['evidence_recall']:.4f}, {seconds:.1f} s")
@@ -208,7 +225,14 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "chunking_eval")
-    parser.add_argument("--questions", type=int, default=3, help="questions per corpus (5 corpora)")
+    parser.add_argument("--questions", type=int, default=10, help="questions per corpus (5 corpora)")
+    parser.add_argument(
+        "--llmlingua-questions",
+        type=int,
+        default=3,
+        help="of those, how many per corpus LLMLingua compresses (the first drawn; its cost is ~10-20 s "
+        "per question and ratio on 2 cores, 5-10 times ours)",
+    )
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.8, 0.5, 0.35])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cold-questions", type=int, default=3, help="questions for semantic's cold speed")
@@ -224,7 +248,11 @@ def main() -> None:
     (config,) = grid_configs([CHUNKER], retrieve=TOP_K)
     bundle, _, reused = ensure_bundle(config, data.corpus, args.cache_dir, progress=False, title=data.title)
     data = data.prepare(bundle)
+    assert data.excerpts is not None and data.groups is not None  # still, after prepare
+    excerpts = data.excerpts
     chosen = sample_questions(data.groups, args.questions, args.seed)
+    lingua_chosen = sample_questions(data.groups, args.questions, args.seed, first=args.llmlingua_questions)
+    subset = [chosen.index(i) for i in lingua_chosen]  # positions of LLMLingua's questions in the sample
     questions = [data.excerpts.questions[i] for i in chosen]
     queries = [data.queries[i] for i in chosen]
     pipeline = build_pipeline(config, bundle)
@@ -234,7 +262,7 @@ def main() -> None:
 
     def score(outputs: list[list[Document]]) -> list[dict[str, float]]:
         retrieved = [[s for d in docs for s in document_spans(d, corpus_ids)] for docs in outputs]
-        report = evaluate_spans(questions, retrieved, all_chunks, unit="chars", corpora=data.excerpts.corpora)
+        report = evaluate_spans(questions, retrieved, all_chunks, unit="chars", corpora=excerpts.corpora)
         return list(report.per_query)
 
     count = get_token_counter(DEFAULT_TOKENIZER).count
@@ -259,6 +287,13 @@ def main() -> None:
     records: list[dict[str, Any]] = []
     records += run_compressor(
         "semantic", ours(semantic), contexts, queries, args.ratios, score, console, records, partial
+    )
+    # The paper's query-blind mode. It embeds the same sentences and deletions, so it shares the first
+    # instance's embedding cache (benchmark only): its time is the ordering and the drops.
+    blind = SemanticCompressor(model=model, query_mode="blind")
+    blind._cache = semantic._cache
+    records += run_compressor(
+        "semantic-blind", ours(blind), contexts, queries, args.ratios, score, console, records, partial
     )
     records += run_compressor(
         "extractive",
@@ -289,13 +324,41 @@ def main() -> None:
                 text = result["compressed_prompt"]
                 return aligned_documents(docs, text), count(text)
 
+            lingua_contexts = [contexts[k] for k in subset]
+            lingua_queries = [queries[k] for k in subset]
+            lingua_questions = [questions[k] for k in subset]
+
+            def score_subset(outputs: list[list[Document]]) -> list[dict[str, float]]:
+                retrieved = [[s for d in docs for s in document_spans(d, corpus_ids)] for docs in outputs]
+                report = evaluate_spans(
+                    lingua_questions, retrieved, all_chunks, unit="chars", corpora=excerpts.corpora
+                )
+                return list(report.per_query)
+
             records += run_compressor(
-                "llmlingua", compress_lingua, contexts, queries, args.ratios, score, console, records, partial
+                "llmlingua",
+                compress_lingua,
+                *(lingua_contexts, lingua_queries, args.ratios, score_subset, console, records, partial),
             )
         except Exception as error:  # noqa: BLE001 - the peer failing must not lose our measurements
             lingua_error = f"{type(error).__name__}: {error}"
             console.log(f"llmlingua failed: {lingua_error}")
 
+    # Every compressor on LLMLingua's questions (a subset of the sample): the like-for-like comparison.
+    on_subset = []
+    for r in records:
+        picks = range(len(subset)) if r["compressor"] == "llmlingua" else subset
+        recall = [r["per_query_recall"][k] for k in picks]
+        kept = sum(r["per_query_tokens_kept"][k] for k in picks)
+        whole = sum(r["per_query_tokens_before"][k] for k in picks)
+        on_subset.append(
+            {
+                "compressor": r["compressor"],
+                "ratio": r["ratio"],
+                "evidence_recall": sum(recall) / len(recall),
+                "kept_ratio": kept / whole,
+            }
+        )
     total = time.perf_counter() - started
     args.results.mkdir(parents=True, exist_ok=True)
     report = {
@@ -303,6 +366,9 @@ def main() -> None:
         "questions": len(queries),
         "question_ids": [f"q{i}" for i in chosen],
         "per_corpus": args.questions,
+        "llmlingua_questions": len(subset),
+        "llmlingua_question_ids": [f"q{i}" for i in lingua_chosen],
+        "llmlingua_per_corpus": args.llmlingua_questions,
         "seed": args.seed,
         "retrieval": {
             "config": config.name,
@@ -315,6 +381,7 @@ def main() -> None:
         "uncompressed": baseline,
         "semantic_cold_input_tokens_per_second": cold_speed,
         "results": records,
+        "on_llmlingua_questions": on_subset,
         "llmlingua_error": lingua_error,
         "seconds": total,
         "machine": {
@@ -351,6 +418,24 @@ def main() -> None:
             f"{r['input_tokens_per_second']:.0f}",
         )
     console.print(table)
+    if not args.no_llmlingua:
+        same = Table(
+            title=f"Evidence recall on LLMLingua's {len(subset)} questions (the same for every compressor)"
+        )
+        for column in ("compressor", *(f"recall @{ratio}" for ratio in args.ratios)):
+            same.add_column(column, justify="left" if column == "compressor" else "right")
+        for name in dict.fromkeys(r["compressor"] for r in on_subset):
+            by_ratio = {r["ratio"]: r for r in on_subset if r["compressor"] == name}
+            same.add_row(
+                name,
+                *(
+                    f"{by_ratio[ratio]['evidence_recall']:.4f} ({by_ratio[ratio]['kept_ratio']:.3f})"
+                    if ratio in by_ratio
+                    else ""
+                    for ratio in args.ratios
+                ),
+            )
+        console.print(same)
     console.print(f"semantic, cold cache: {cold_speed:.0f} input tokens/s; whole run {total:.0f} s")
     console.print(json.dumps({"results": str(args.results / "compression_evidence.json")}))
 
