@@ -1,29 +1,48 @@
 """Answers kept under context compression: SQuAD v1.1 dev, SmolLM2-135M-Instruct as the reader.
 
-    python benchmarks/compression_answers.py [--data ../shared/data/squad_v1.1] [--questions 200]
-        [--answer 60] [--ratios 0.8 0.5 0.35] [--compressors semantic extractive random]
+    python benchmarks/compression_answers.py [--data ../shared/data/squad_v1.1] [--questions 300]
+        [--answer 300] [--budget-minutes 25] [--ratios 0.8 0.5 0.35]
+        [--compressors semantic semantic-blind extractive random] [--abstractive-ratios 0.35]
 
-A fixed sample of questions (seed 13). Each question's context is its gold paragraph and four
-distractors: the top BM25 paragraphs of the dev set for the question (our BM25 index over all 2,067 dev
-paragraphs, title + text) that are not the gold one, the gold paragraph put at a seeded random place
-among them. The context is compressed by the compressors of ``compressors/`` (semantic: word impact
-with all-MiniLM-L6-v2; extractive: query-similar sentences; random: random word dropping) at each
-ratio, tokens counted with SmolLM2's own tokenizer (the generator's). Reported per compressor and
-ratio, and for the uncompressed context (ratio 1.0):
+A fixed sample of questions (seed 13, 300 by default). Each question's context is its gold paragraph
+and four distractors: the top BM25 paragraphs of the dev set for the question (our BM25 index over all
+2,067 dev paragraphs, title + text) that are not the gold one, the gold paragraph put at a seeded random
+place among them. The context is compressed by the compressors of ``compressors/`` (semantic: word
+impact with all-MiniLM-L6-v2, query-aware ``allocate`` mode, the default; semantic-blind: the paper's
+query-blind order; extractive: query-similar sentences; random: random word dropping; abstractive:
+SmolLM2 query-focused summaries) at each ratio, tokens counted with SmolLM2's own tokenizer (the
+generator's). Reported per compressor and ratio, and for the uncompressed context (ratio 1.0):
 
 - answer survival: share of questions whose gold answer (any of the annotated ones, after SQuAD's
-  normalisation: lower case, no punctuation, no articles, single spaces) is still in the context;
+  normalisation: lower case, no punctuation, no articles, single spaces) is still in the context, on
+  the whole sample (phase 1 compresses every question in every condition; ``--compress-minutes`` can
+  cap it);
 - EM and F1 of SmolLM2's answer (greedy, at most 24 new tokens; official SQuAD v1.1 definitions, max
   over the gold answers), on the first questions of the sample: up to ``--answer`` of them, answered
   question by question in every condition until ``--budget-minutes`` of generation have passed (so
-  every condition is scored on the same questions);
+  every condition is scored on the same questions). EM/F1 are given twice: on the reply as written
+  (passage ids removed), and on the *extracted* answer (the reply's first line, a lead-in such as
+  "The answer is:" cut), reported apart, never instead;
+- the abstractive rows (``--abstractive-ratios``; SmolLM2 writes ~5 summaries a question, seconds
+  each) are compressed in phase 2, just before their question is answered, so their survival and
+  tokens are over the answered questions only; ``survival_answered`` gives every row's survival on
+  those same questions;
 - tokens before and after, and seconds per question for compression and for generation.
 
 The prompt is the product's prompt stage (``rag.generation.prompt``: passages with their ids, then
-the question) with a system message asking for a short phrase copied from the passages. Compressed
-contexts and answers are cached in benchmarks/.cache/compression_answers (keyed by the settings), so
-an interrupted run resumes. Writes benchmarks/results/compression_answers.json and
-compression_answers.png and prints one table, beside the TCRA-LLM paper's own numbers.
+the question) with a system message asking for a short phrase copied from the passages, and the
+question followed by that request once more (``USER``). Compressed contexts and answers are cached in
+benchmarks/.cache/compression_answers (keyed by the settings), so an interrupted run resumes. Writes
+benchmarks/results/compression_answers.json and compression_answers.png and prints one table, beside
+the TCRA-LLM paper's own numbers.
+
+Run time with the defaults: phase 1 (300 questions, compression only) is mostly the semantic
+compressor's cold embedding (~900 tokens a question; its 0.5 / 0.35 and blind rows reuse the cache) and
+extractive's three ratios: ~21 s a question on the 2 cores with four other jobs, so an estimated
+35-45 minutes on 2 idle cores. Phase 2 stops starting questions after ``--budget-minutes`` (25); each
+answered question costs 14 SmolLM2 answers and 5 abstractive summaries (~2 minutes with the other
+jobs running, an estimated ~45 s idle). The ``--questions 5 --answer 3`` smoke run took 590 s with
+the other jobs running.
 """
 
 from __future__ import annotations
@@ -50,12 +69,25 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = 13
 DISTRACTORS = 4
 MAX_NEW_TOKENS = 24
+# A summary's share at ratio 0.35 is ~60 SmolLM2 tokens a paragraph; the compressor cuts a longer reply to
+# its share anyway, so writing more than this only costs time.
+ABSTRACTIVE_MAX_NEW_TOKENS = 96
 SYSTEM = "Answer the question with a short phrase copied from the passages: no explanation, no passage ids."
-# TCRA-LLM (Liu et al. 2023), their own setting (GPT-3.5 on their data), for comparison only.
+# The product's passage layout ([id] title: text), then the question and the length asked for once more:
+# after ~900 tokens of passages, a 135M model forgets the system message (on 15 uncompressed questions,
+# F1 0.114 without the closing line, 0.189 with it; a one-shot demonstration turn gave 0.084).
+USER = (
+    "Passages:\n"
+    "{% for doc in documents %}[{{ doc.id }}] {% if doc.meta.title %}{{ doc.meta.title }}: {% endif %}"
+    "{{ doc.content }}\n{% endfor %}"
+    "\nQuestion: {{ query }}\nAnswer with a few words copied from the passages."
+)
 # SmolLM2-135M often wraps its answer in a lead-in ("The answer is: Fresno, California."), which the
-# official EM counts as wrong; scored a second time with the lead-in cut (reported apart, never instead).
+# official EM counts as wrong; scored a second time with the reply's first line, lead-in cut (reported
+# apart, never instead).
 LEAD_IN = re.compile(r"^\s*(the\s+)?answer(\s+to\s+(this|the)\s+question)?\s+is\s*:?\s*", re.IGNORECASE)
-PAPER = [
+# TCRA-LLM (Liu et al. 2023), their own setting (GPT-3.5 on their data), for comparison only.
+PAPER: list[dict[str, Any]] = [
     {"method": "summarization (paper)", "tokens_cut": 0.65, "accuracy_change_pt": +0.3},
     {"method": "semantic (paper)", "tokens_cut": 0.20, "accuracy_change_pt": -1.6},
 ]
@@ -92,6 +124,18 @@ def best(metric: Any, prediction: str, golds: list[str]) -> float:
 def survives(context: str, golds: list[str]) -> bool:
     normalized = f" {normalize_answer(context)} "
     return any(f" {normalize_answer(g)} " in normalized for g in golds if normalize_answer(g))
+
+
+def extracted(reply: str) -> str:
+    """The answer in a reply: passage ids removed, the lead-in cut, its first non-empty line."""
+    text = LEAD_IN.sub("", re.sub(r"\[[^\]]*\]", " ", reply).strip())
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def answer_messages(builder: Any, question: str, documents: list[Document]) -> list[dict[str, str]]:
+    """The reader's chat: the system message, then the passages, the question and the length asked."""
+    prompt = builder.run(query=question, documents=documents)["prompt"]
+    return [{"role": m.role.value, "content": m.text or ""} for m in prompt]
 
 
 # ------------------------------------------------------------------------------------------ the data
@@ -170,17 +214,24 @@ class Store:
 
 
 def make_compressor(name: str, tokenizer: str) -> Any:
+    from compressors.abstractive import AbstractiveCompressor
     from compressors.extractive import ExtractiveCompressor
     from compressors.random_drop import RandomCompressor
     from compressors.semantic import SemanticCompressor
 
     if name == "semantic":
         return SemanticCompressor(tokenizer=tokenizer)
+    if name == "semantic-blind":
+        return SemanticCompressor(tokenizer=tokenizer, query_mode="blind")
     if name == "extractive":
         return ExtractiveCompressor(tokenizer=tokenizer)
     if name == "random":
         return RandomCompressor(tokenizer=tokenizer, seed=0)
-    raise SystemExit(f"unknown compressor {name!r}: semantic, extractive or random")
+    if name == "abstractive":
+        return AbstractiveCompressor(tokenizer=tokenizer, max_new_tokens=ABSTRACTIVE_MAX_NEW_TOKENS)
+    raise SystemExit(
+        f"unknown compressor {name!r}: semantic, semantic-blind, extractive, random or abstractive"
+    )
 
 
 def main() -> None:
@@ -188,22 +239,37 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "squad_v1.1")
-    parser.add_argument("--questions", type=int, default=200, help="questions in the sample (survival)")
-    parser.add_argument("--answer", type=int, default=200, help="of those, at most how many SmolLM2 answers")
+    parser.add_argument("--questions", type=int, default=300, help="questions in the sample (survival)")
+    parser.add_argument("--answer", type=int, default=300, help="of those, at most how many SmolLM2 answers")
     parser.add_argument(
-        "--budget-minutes", type=float, default=14.0, help="stop starting new questions' answers after this"
+        "--budget-minutes",
+        type=float,
+        default=25.0,
+        help="stop starting new questions' answers (and abstractive summaries) after this",
     )
     parser.add_argument(
         "--rescore", action="store_true", help="score what the cache holds: no compression, no generation"
     )
     parser.add_argument(
-        "--compress-minutes", type=float, default=8.0, help="stop compressing new questions after this"
+        "--compress-minutes",
+        type=float,
+        default=None,
+        help="stop compressing new questions after this (default: no limit, the whole sample)",
     )
     parser.add_argument(
         "--deadline", default=None, help="HH:MM (UTC): also stop starting new answers at this time of day"
     )
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.8, 0.5, 0.35])
-    parser.add_argument("--compressors", nargs="+", default=["semantic", "extractive", "random"])
+    parser.add_argument(
+        "--compressors", nargs="+", default=["semantic", "semantic-blind", "extractive", "random"]
+    )
+    parser.add_argument(
+        "--abstractive-ratios",
+        type=float,
+        nargs="*",
+        default=[0.35],
+        help="ratios of the abstractive (SmolLM2 summary) rows, on the answered questions; none: no row",
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "benchmarks" / ".cache")
     args = parser.parse_args()
@@ -219,14 +285,25 @@ def main() -> None:
     sample = random.Random(SEED).sample(questions, args.questions)
     contexts = bm25_contexts(paragraphs, sample, cache)
     tokenizer = tokenizer_name()
-    settings = {"seed": SEED, "n": args.questions, "distractors": DISTRACTORS, "system": SYSTEM, "v": 1}
+    settings = {
+        "seed": SEED,
+        "n": args.questions,
+        "distractors": DISTRACTORS,
+        "system": SYSTEM,
+        "user": USER,
+        "v": 2,  # 2: query-aware semantic, the user message's closing instruction, abstractive rows
+    }
     store = Store(cache, hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12])
     llm = LocalLLM(max_new_tokens=MAX_NEW_TOKENS)
-    builder = chat_prompt_builder(system=SYSTEM)
+    builder = chat_prompt_builder(system=SYSTEM, user=USER)
 
     conditions = [("none", 1.0)] + [(c, r) for c in args.compressors for r in args.ratios]
+    # The abstractive compressor writes with SmolLM2 (seconds per document), so it compresses only the
+    # questions that phase 2 answers, just before answering them.
+    late = [("abstractive", r) for r in args.abstractive_ratios]
     labels = [f"{name}@{ratio}" for name, ratio in conditions]
-    rows = {label: store.load(label) for label in labels}
+    late_labels = [f"{name}@{ratio}" for name, ratio in late]
+    rows = {label: store.load(label) for label in labels + late_labels}
 
     # Phase 1: every condition's compressed context, question by question across the conditions (answer
     # survival, tokens), until the compression time budget; the sample is the questions done in all.
@@ -235,13 +312,43 @@ def main() -> None:
     if args.deadline:
         hours, minutes = (int(x) for x in args.deadline.split(":"))
         deadline = datetime.now(UTC).replace(hour=hours, minute=minutes, second=0, microsecond=0)
-    compress_seconds = 60 * args.compress_minutes
+    compress_seconds = 60 * args.compress_minutes if args.compress_minutes else float("inf")
     if deadline is not None:  # started late in the lock's queue: leave generation its share
         compress_seconds = min(compress_seconds, 0.45 * (deadline - datetime.now(UTC)).total_seconds())
-    instances = {name: make_compressor(name, tokenizer) for name in args.compressors}
-    for compressor in instances.values():
-        if hasattr(compressor, "warm_up"):
-            compressor.warm_up()
+    names = list(dict.fromkeys([*args.compressors, *(name for name, _ in late)]))
+    instances = {name: make_compressor(name, tokenizer) for name in names}
+    if "semantic" in instances and "semantic-blind" in instances:
+        # The same sentences and deletions are embedded in both modes: one embedding cache (benchmark
+        # only), so the blind rows' seconds are the ordering and dropping, not a second encoding.
+        instances["semantic-blind"]._cache = instances["semantic"]._cache
+    for name in args.compressors:
+        if hasattr(instances[name], "warm_up"):
+            instances[name].warm_up()
+
+    def compress(q: dict[str, Any], name: str, ratio: float, label: str) -> None:
+        compressor = instances.get(name)
+        docs = [
+            Document(id=pid, content=paragraphs[pid][1], meta={"title": paragraphs[pid][0]})
+            for pid in contexts[q["id"]]
+        ]
+        tick = time.perf_counter()
+        metrics = None
+        if compressor is None:
+            kept = docs
+        else:
+            out = compressor.run(documents=docs, query=q["question"], ratio=ratio)
+            kept, metrics = out["documents"], out["metrics"]
+        row = {
+            "id": q["id"],
+            "texts": [d.content or "" for d in kept],
+            "ids": [d.id for d in kept],
+            "tokens_before": metrics["query_tokens_before"] if metrics else None,
+            "tokens_after": metrics["query_tokens_after"] if metrics else None,
+            "compress_seconds": time.perf_counter() - tick,
+        }
+        store.add(label, row)
+        rows[label][q["id"]] = row
+
     compress_started = time.perf_counter()
     covered = []
     for number, q in enumerate(sample):
@@ -251,49 +358,32 @@ def main() -> None:
             console.print(f"compression time budget reached after {number} questions")
             break
         for (name, ratio), label in zip(conditions, labels, strict=True):
-            if q["id"] in rows[label]:
-                continue
-            compressor = instances.get(name)
-            docs = [
-                Document(id=pid, content=paragraphs[pid][1], meta={"title": paragraphs[pid][0]})
-                for pid in contexts[q["id"]]
-            ]
-            tick = time.perf_counter()
-            metrics = None
-            if compressor is None:
-                kept = docs
-            else:
-                out = compressor.run(documents=docs, query=q["question"], ratio=ratio)
-                kept, metrics = out["documents"], out["metrics"]
-            row = {
-                "id": q["id"],
-                "texts": [d.content or "" for d in kept],
-                "ids": [d.id for d in kept],
-                "tokens_before": metrics["query_tokens_before"] if metrics else None,
-                "tokens_after": metrics["query_tokens_after"] if metrics else None,
-                "compress_seconds": time.perf_counter() - tick,
-            }
-            store.add(label, row)
-            rows[label][q["id"]] = row
+            if q["id"] not in rows[label]:
+                compress(q, name, ratio, label)
         covered.append(q)
         if number % 10 == 0:
             console.print(f"compress: {number + 1}/{len(sample)} ({time.perf_counter() - started:.0f} s)")
     sample = covered
 
-    # Phase 2: SmolLM2 answers, question by question across all conditions, so that every condition is
-    # scored on the same questions when the time budget stops the loop.
+    # Phase 2: SmolLM2 answers, question by question across all conditions (the abstractive ones
+    # compressed first), so that every condition is scored on the same questions when the time budget
+    # stops the loop.
     if args.answer and not args.rescore:
         llm.warm_up()  # the first use converts the GGUF once (see rag.generation.local)
     generation_started = time.perf_counter()
     answered: list[str] = []
     for number, q in enumerate(sample[: args.answer]):
-        if args.rescore and not all("answer" in rows[label][q["id"]] for label in labels):
+        everything = labels + late_labels
+        if args.rescore and not all("answer" in rows[label].get(q["id"], {}) for label in everything):
             break
-        late = deadline is not None and datetime.now(UTC) >= deadline
-        if late or time.perf_counter() - generation_started > 60 * args.budget_minutes:
+        too_late = deadline is not None and datetime.now(UTC) >= deadline
+        if too_late or time.perf_counter() - generation_started > 60 * args.budget_minutes:
             console.print(f"generation time budget reached after {number} questions")
             break
-        for label in labels:
+        for (name, ratio), label in zip(late, late_labels, strict=True):
+            if q["id"] not in rows[label]:
+                compress(q, name, ratio, label)
+        for label in everything:
             row = rows[label][q["id"]]
             if "answer" in row:
                 continue
@@ -301,21 +391,25 @@ def main() -> None:
                 Document(id=i, content=t, meta={"title": paragraphs[i][0]})
                 for i, t in zip(row["ids"], row["texts"], strict=True)
             ]
-            prompt = builder.run(query=q["question"], documents=kept_docs)["prompt"]
-            reply = llm.chat([{"role": m.role.value, "content": m.text or ""} for m in prompt])
+            reply = llm.chat(answer_messages(builder, q["question"], kept_docs))
             row.update(answer=reply.text, prompt_tokens=reply.prompt_tokens, generate_seconds=reply.seconds)
             store.add(label, row)
         answered.append(q["id"])
         if number % 10 == 0:
             console.print(f"answer: {number + 1}/{args.answer} ({time.perf_counter() - started:.0f} s)")
+    done = set(answered)
     summary = [
-        summarise(name, ratio, sample, rows[label], set(answered), tokenizer)
+        summarise(name, ratio, sample, rows[label], done, tokenizer)
         for (name, ratio), label in zip(conditions, labels, strict=True)
+    ]
+    summary += [  # survival and tokens of the abstractive rows: on the answered questions only
+        summarise(name, ratio, [q for q in sample if q["id"] in done], rows[label], done, tokenizer)
+        for (name, ratio), label in zip(late, late_labels, strict=True)
     ]
 
     base = summary[0]
     for entry in summary:
-        for metric in ("em", "f1", "em_lead_in_cut", "f1_lead_in_cut", "survival"):
+        for metric in ("em", "f1", "em_extracted", "f1_extracted", "survival", "survival_answered"):
             entry[f"{metric}_change_pt"] = round(100 * (entry[metric] - base[metric]), 2)
     report = {
         "benchmark": "compression_answers",
@@ -329,6 +423,7 @@ def main() -> None:
         f"{MAX_NEW_TOKENS} new tokens",
         "tokenizer": "SmolLM2 (the generator's own)",
         "system_prompt": SYSTEM,
+        "user_template": USER,
         "rows": summary,
         "paper": PAPER,
         "seconds": round(time.perf_counter() - started, 1),
@@ -363,6 +458,7 @@ def summarise(
 
     count = get_token_counter(tokenizer).count
     kept, full, alive, em, f1, comp, gen, prompt = [], [], [], [], [], [], [], []
+    alive_answered: list[bool] = []
     em_cut, f1_cut = [], []
     for q in sample:
         row = rows[q["id"]]
@@ -373,12 +469,14 @@ def summarise(
         kept.append(after)
         full.append(before)
         alive.append(survives(" ".join(row["texts"]), q["answers"]))
+        if q["id"] in answered:
+            alive_answered.append(alive[-1])
         comp.append(row["compress_seconds"])
         if q["id"] in answered:
             answer = re.sub(r"\[[^\]]*\]", " ", row["answer"])  # a passage id the model cites anyway
             em.append(best(exact_match, answer, q["answers"]))
             f1.append(best(f1_score, answer, q["answers"]))
-            cut = LEAD_IN.sub("", answer.strip())
+            cut = extracted(row["answer"])
             em_cut.append(best(exact_match, cut, q["answers"]))
             f1_cut.append(best(f1_score, cut, q["answers"]))
             gen.append(row["generate_seconds"])
@@ -394,10 +492,12 @@ def summarise(
         "context_tokens_after": round(mean(kept), 1),
         "tokens_kept": round(sum(kept) / sum(full), 4) if sum(full) else 1.0,
         "survival": round(mean([float(a) for a in alive]), 4),
+        "questions": len(alive),
+        "survival_answered": round(mean([float(a) for a in alive_answered]), 4),
         "em": round(mean(em), 4),
         "f1": round(mean(f1), 4),
-        "em_lead_in_cut": round(mean(em_cut), 4),
-        "f1_lead_in_cut": round(mean(f1_cut), 4),
+        "em_extracted": round(mean(em_cut), 4),
+        "f1_extracted": round(mean(f1_cut), 4),
         "prompt_tokens": round(mean(prompt), 1),
         "compress_seconds_per_question": round(mean(comp), 3),
         "generate_seconds_per_question": round(mean(gen), 3),
@@ -412,11 +512,12 @@ def print_table(console: Console, rows: list[dict[str, Any]], answered: int) -> 
         "tokens kept",
         "context tokens",
         "answer survives",
+        "on answered",
         "EM",
         "F1",
-        "EM cut",
-        "F1 cut",
-        "ΔF1 cut pt",
+        "EM extracted",
+        "F1 extracted",
+        "ΔF1 extr. pt",
         "s/q compress",
         "s/q generate",
     ):
@@ -427,12 +528,13 @@ def print_table(console: Console, rows: list[dict[str, Any]], answered: int) -> 
             f"{r['ratio_target']:.2f}",
             f"{r['tokens_kept']:.3f}",
             f"{r['context_tokens_before']:.0f} → {r['context_tokens_after']:.0f}",
-            f"{100 * r['survival']:.1f}%",
+            f"{100 * r['survival']:.1f}% ({r['questions']})",
+            f"{100 * r['survival_answered']:.1f}%",
             f"{100 * r['em']:.1f}",
             f"{100 * r['f1']:.1f}",
-            f"{100 * r['em_lead_in_cut']:.1f}",
-            f"{100 * r['f1_lead_in_cut']:.1f}",
-            f"{r['f1_lead_in_cut_change_pt']:+.1f}",
+            f"{100 * r['em_extracted']:.1f}",
+            f"{100 * r['f1_extracted']:.1f}",
+            f"{r['f1_extracted_change_pt']:+.1f}",
             f"{r['compress_seconds_per_question']:.2f}",
             f"{r['generate_seconds_per_question']:.2f}",
         )
@@ -441,6 +543,7 @@ def print_table(console: Console, rows: list[dict[str, Any]], answered: int) -> 
             p["method"],
             "",
             f"{1 - p['tokens_cut']:.2f}",
+            "",
             "",
             "",
             "",
