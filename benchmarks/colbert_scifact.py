@@ -14,7 +14,7 @@ Also measured, on the ColBERT E2E bundle with the test queries encoded once:
 
 - **agreement**: the share of queries whose top-10 from centroid candidate generation equals the
   exhaustive MaxSim top-10 (every document decoded and scored), and the search latency (encoding
-  excluded), for each ``nprobe``;
+  excluded), for each ``nprobe`` (at the default cap) and each candidate cap (at the default nprobe);
 - **codecs**: the same token vectors (read back from the cache) in ``fp16``, ``ivfsq`` and ``ivfpq``:
   bytes per stored token, codec build seconds (k-means + quantizer training + encoding the codes, corpus
   encoding excluded) and nDCG@10 / MAP@100 / R@100 at the default search settings.
@@ -106,8 +106,11 @@ def colbert_configs(model: Path) -> dict[str, RagConfig]:
     }
 
 
-def agreement(bundle: Path, config: RagConfig, dataset: Path, nprobes: list[int]) -> dict[str, Any]:
-    """Candidate-generation top-10 vs exhaustive MaxSim top-10, and search latency, per nprobe."""
+def agreement(
+    bundle: Path, config: RagConfig, dataset: Path, nprobes: list[int], caps: list[int]
+) -> dict[str, Any]:
+    """Candidate-generation top-10 vs exhaustive MaxSim top-10, and search latency: per nprobe at the
+    default candidate cap, and per cap at the default nprobe."""
     from indexers.multivector import MultiVectorIndex, maxsim
     from rag.retrievers.colbert import colbert_encoder
 
@@ -129,7 +132,9 @@ def agreement(bundle: Path, config: RagConfig, dataset: Path, nprobes: list[int]
     reference = [top10(maxsim(q, everything)) for q in queries]
     exhaustive_ms = (time.perf_counter() - started) * 1000 / len(queries)
     rows = []
-    for nprobe in nprobes:
+    default_nprobe, default_cap = config.colbert.nprobe, config.colbert.candidates
+    settings = [(n, default_cap) for n in nprobes] + [(default_nprobe, c) for c in caps if c != default_cap]
+    for nprobe, cap in settings:
         same, seconds, counted = 0, [], []
         for q, ref in zip(queries, reference, strict=True):
             t = time.perf_counter()
@@ -137,7 +142,7 @@ def agreement(bundle: Path, config: RagConfig, dataset: Path, nprobes: list[int]
                 q,
                 10,
                 nprobe=nprobe,
-                candidates=config.colbert.candidates,
+                candidates=cap,
                 exhaustive=False,
                 keep_decoded=True,
             )
@@ -147,6 +152,7 @@ def agreement(bundle: Path, config: RagConfig, dataset: Path, nprobes: list[int]
         rows.append(
             {
                 "nprobe": nprobe,
+                "candidates": cap,
                 "share_top10_equal": same / len(queries),
                 "mean_candidates": float(np.mean(counted)),
                 **latency(seconds),
@@ -230,6 +236,7 @@ def main() -> None:
     )
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "benchmarks" / ".cache")
     parser.add_argument("--nprobes", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--caps", type=int, nargs="+", default=[512, 1024, 2048, 4096], help="candidate caps")
     parser.add_argument("--depth", type=int, default=100, help="run depth of the ColBERT rows")
     parser.add_argument("--skip-reference", action="store_true", help="no BM25 / dense rows")
     parser.add_argument("--out", type=Path, default=RESULTS / "colbert_scifact.json")
@@ -248,7 +255,7 @@ def main() -> None:
         if r["row"].startswith("ColBERT"):
             r["bytes_per_token"] = manifest["bytes_per_token"]["codec"]
             r["index_build_seconds"] = e2e["index_build_seconds"]  # one bundle serves the three rows
-    agree = agreement(bundle, configs["ColBERT E2E"], args.data, args.nprobes)
+    agree = agreement(bundle, configs["ColBERT E2E"], args.data, args.nprobes, args.caps)
     codec_rows = codecs(bundle, configs["ColBERT E2E"], args.data, colbert_cache)
     prf = {
         mode: {
@@ -290,13 +297,15 @@ def main() -> None:
         )
     console.print(table)
     sweep = Table(
-        title=f"candidate generation vs exhaustive MaxSim (top-10 equal), cap {agree['candidates_cap']}"
+        title=f"candidate generation vs exhaustive MaxSim (top-10 equal); defaults nprobe "
+        f"{configs['ColBERT E2E'].colbert.nprobe}, cap {agree['candidates_cap']}"
     )
-    for col in ["nprobe", "share top-10 equal", "mean candidates", "mean ms", "p95 ms"]:
+    for col in ["nprobe", "cap", "share top-10 equal", "mean candidates", "mean ms", "p95 ms"]:
         sweep.add_column(col)
     for r in agree["rows"]:
         sweep.add_row(
             str(r["nprobe"]),
+            str(r["candidates"]),
             f"{r['share_top10_equal']:.3f}",
             f"{r['mean_candidates']:.0f}",
             f"{r['mean_ms']:.1f}",

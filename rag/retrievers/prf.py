@@ -206,18 +206,24 @@ class ColBERTPRF:
             self.beta,
             self.seed,
         )
-        query = np.concatenate([first_pass.query, expansion.vectors]).astype(np.float32)
-        weights = np.concatenate([np.ones(len(first_pass.query)), expansion.weights]).astype(np.float32)
+        # Weighted MaxSim adds up over query tokens: every document the first pass scored keeps that
+        # score and gets only the expansion tokens' part (no second decode, a quarter of the products).
         if self.mode == "ranker":
-            hits = index.search_one(query, k, weights, reuse=candidates, **first_pass.settings).hits
+            hits = index.search_extended(
+                first_pass.result, expansion.vectors, np.asarray(expansion.weights), k, **first_pass.settings
+            )
             by_id = {doc.id: doc for doc in documents}
             missing = [doc_id for doc_id, _ in hits if doc_id not in by_id]
             by_id.update({doc.id: doc for doc in index.get(missing)})
         else:
-            from indexers.multivector import maxsim
-
             rows = index.rows_of([doc.id for doc in documents])
-            scores = maxsim(query, index.decode(rows, reuse=candidates), weights)
+            scores = index.extended_scores(
+                first_pass.result,
+                rows,
+                expansion.vectors,
+                np.asarray(expansion.weights),
+                keep=first_pass.settings["keep_decoded"],
+            )
             hits = ranked(((doc.id, float(s)) for doc, s in zip(documents, scores, strict=True)), k)
             by_id = {doc.id: doc for doc in documents}
         meta = expansion.as_meta()

@@ -171,6 +171,34 @@ def test_candidates_with_every_list_probed_equal_exhaustive() -> None:
     assert all(len(hits) == 5 for hits in narrow)
 
 
+@pytest.mark.parametrize("exhaustive", [True, False])
+@pytest.mark.parametrize("keep", [True, False])
+def test_extended_search_reuses_the_first_pass_and_equals_the_full_search(
+    exhaustive: bool, keep: bool
+) -> None:
+    # ColBERT-PRF's second pass: first-pass scores plus the extra tokens' part must be the full search.
+    vectors = clustered(150, 16, seed=12)
+    index = build(vectors, codec="fp16", nlist=16, nprobe=2, candidates=40)
+    rng = np.random.default_rng(12)
+    query = vectors[0][5][:3] + 0.1 * rng.standard_normal((3, 16)).astype(np.float32)
+    extra = vectors[0][9][:2].copy()
+    weights = np.array([2.5, 0.7], dtype=np.float32)
+    settings = {"exhaustive": exhaustive, "keep_decoded": keep}
+    first = index.search_one(query, 10, **settings)
+    full = index.search_one(np.concatenate([query, extra]), 10, np.r_[np.ones(3), weights], **settings)
+    extended = index.search_extended(first, extra, weights, 10, **settings)
+    assert [d for d, _ in extended] == [d for d, _ in full.hits]
+    np.testing.assert_allclose([s for _, s in extended], [s for _, s in full.hits], rtol=1e-5)
+    # Some second-pass candidates were not in the first pass: they were decoded and scored whole.
+    if not exhaustive:
+        assert set(full.candidates.rows) - set(first.candidates.rows)
+    rows = full.candidates.rows
+    np.testing.assert_allclose(index.extended_scores(first, rows, extra, weights), full.scores, rtol=1e-5)
+    with pytest.raises(ValueError, match="weight 1"):
+        index.extended_scores(full, rows, extra, weights)
+    assert index.search_extended(first, np.zeros((0, 16), np.float32), [], 10, **settings) == first.hits
+
+
 def test_ragged_ranges() -> None:
     starts, ends = np.array([3, 0, 7, 7, 10]), np.array([5, 2, 7, 9, 11])
     expected = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)])
