@@ -397,13 +397,20 @@ def _corpus_stamp(corpus: Path) -> list[Any]:
     return [str(corpus.resolve()), stat.st_size, stat.st_mtime_ns]
 
 
+# Encoder settings that joined the bundle key after bundles were first cached (see index_cache_key).
+_LATER_ENCODER_SETTINGS = ("tempscale", "representation", "ot_dims")
+
+
 def index_cache_key(config: RagConfig, corpus: Path, title: str = "auto") -> str:
     """Key of the bundle of ``config`` over ``corpus``: the corpus files and the config sections that
     shape the index (query-time settings such as ``top_k`` do not), and the title rule."""
     # The device changes where vectors are computed, not which: it must not split the cache.
-    # No TempScale (None) is left out, so bundles cached before the setting existed keep their key.
+    # Settings added later are left out while unset (None), so bundles cached before they existed keep
+    # their key.
     encoder = {
-        k: v for k, v in config.encoder.__dict__.items() if k != "device" and (k, v) != ("tempscale", None)
+        k: v
+        for k, v in config.encoder.__dict__.items()
+        if k != "device" and not (k in _LATER_ENCODER_SETTINGS and v is None)
     }
     # Only bundles with token vectors get the colbert key, so the keys of the other bundles stay as before.
     sides = {"colbert": dataclasses.asdict(config.colbert)} if "multivector" in config.sides else {}

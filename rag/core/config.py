@@ -60,6 +60,10 @@ STAGE_KINDS = ("rerank", "prf", "compress", "prompt", "generate")
 DENSE_INDEX_TYPES = ("flat", "hnsw", "ivfpq")
 # "cuda" alone is the current CUDA device; "cuda:1" a given one (torch's device strings).
 DEVICE_PATTERN = r"cpu|mps|cuda(:[0-9]+)?"
+# Vectors an encoder may compute instead of its model's own pooling (``encoder.representation``; None:
+# the model's pooling), each registered by its module in rag.encoders
+# (rag.encoders.dense.register_representation), and the encoder settings only it takes.
+ENCODER_REPRESENTATIONS: dict[str, tuple[str, ...]] = {"duplex": ("ot_dims",)}
 
 _POSITIVE = {"minimum": 1}
 
@@ -92,12 +96,38 @@ class EncoderConfig(_Checked):
     )
     # TempScale (rag.encoders.tempscale): {tau: number > 0} divides every attention logit by tau; None: off.
     tempscale: dict[str, Any] | None = field(default=None, metadata={"example": {"tau": 0.9}})
+    # "duplex": DupMAE's [CLS] + reduced ordinary-token vector of a `rag train retromae --duplex` folder
+    # (rag.encoders.dupmae), with ot_dims dimensions for the second half (None: the hidden size).
+    representation: str | None = field(default=None, metadata={"example": "duplex"})
+    ot_dims: int | None = field(default=None, metadata={"minimum": 1, "example": 384})
 
     @staticmethod
     def check_together(values: dict[str, Any], where: str, prefix: str) -> dict[str, Any]:
         if values.get("tempscale") is not None:
             values["tempscale"] = check_tempscale(values["tempscale"], _path(where, prefix, "tempscale"))
+        check_representation(values, where, prefix)
         return values
+
+
+def check_representation(values: Mapping[str, Any], where: str, prefix: str) -> None:
+    """``representation`` is None or one of :data:`ENCODER_REPRESENTATIONS`, and the settings only some
+    representation takes (``ot_dims``) are set only with it; else ConfigError."""
+    chosen = values.get("representation")
+    if chosen is not None and chosen not in ENCODER_REPRESENTATIONS:
+        raise ConfigError(
+            f"{_path(where, prefix, 'representation')} must be one of "
+            f"{', '.join(ENCODER_REPRESENTATIONS)} or null (the model's own pooling), got {chosen!r}; "
+            "write e.g. representation: duplex"
+        )
+    taken = ENCODER_REPRESENTATIONS.get(chosen, ()) if chosen is not None else ()
+    for name, keys in ENCODER_REPRESENTATIONS.items():
+        for key in keys:
+            if values.get(key) is not None and key not in taken:
+                raise ConfigError(
+                    f"{_path(where, prefix, key)} applies only with representation: {name}, "
+                    f"got {key}: {values[key]!r} with representation: {chosen!r}; remove it or set "
+                    f"representation: {name}"
+                )
 
 
 def check_tempscale(value: Any, name: str = "encoder.tempscale") -> dict[str, float]:

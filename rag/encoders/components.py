@@ -42,6 +42,8 @@ class _EncoderSettings:
         device: str = EncoderConfig.device,
         progress: bool = False,
         tempscale: dict[str, Any] | None = EncoderConfig.tempscale,
+        representation: str | None = EncoderConfig.representation,
+        ot_dims: int | None = EncoderConfig.ot_dims,
     ) -> None:
         self.model = model
         self.batch_size = batch_size
@@ -52,6 +54,8 @@ class _EncoderSettings:
         self.device = device
         self.progress = progress
         self.tempscale = tempscale
+        self.representation = representation
+        self.ot_dims = ot_dims
         side_prefix = getattr(EncoderConfig, self._prefix_field) if prefix is None else prefix
         settings = EncoderConfig(
             model=model,
@@ -63,6 +67,8 @@ class _EncoderSettings:
             document_prefix=side_prefix,
             device=device,
             tempscale=tempscale,
+            representation=representation,
+            ot_dims=ot_dims,
         )
         # Loads nothing until warm_up().
         self.encoder = DenseEncoder(**dataclasses.asdict(settings), progress=progress)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import importlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from rag.core.config import EncoderConfig, check_tempscale
-from rag.core.errors import EncoderMismatchError
+from rag.core.config import ENCODER_REPRESENTATIONS, EncoderConfig, check_tempscale
+from rag.core.errors import ConfigError, EncoderMismatchError
 from rag.core.models import (
     ModelFiles,
     model_files,
@@ -163,10 +165,21 @@ class DenseEncoder:
         device: str = EncoderConfig.device,
         progress: bool = False,
         tempscale: dict[str, Any] | None = EncoderConfig.tempscale,
+        representation: str | None = EncoderConfig.representation,
+        ot_dims: int | None = EncoderConfig.ot_dims,
     ) -> None:
         # The settings and their checks are declared once, in the config section.
         EncoderConfig(
-            model, batch_size, max_length, normalize, query_prefix, document_prefix, device, tempscale
+            model,
+            batch_size,
+            max_length,
+            normalize,
+            query_prefix,
+            document_prefix,
+            device,
+            tempscale,
+            representation,
+            ot_dims,
         )
         self.model_name = model
         self.batch_size = batch_size
@@ -180,6 +193,9 @@ class DenseEncoder:
         # TempScale's temperature (rag.encoders.tempscale); tau 1 changes no weight, so it is "none" too.
         tau = check_tempscale(tempscale)["tau"] if tempscale is not None else None
         self.tempscale_tau = tau if tau != 1.0 else None
+        # None: the model's own pooling; else a registered representation (see register_representation).
+        self.representation = representation
+        self.ot_dims = ot_dims
         self._model: Any = None
         self._files: ModelFiles | None = None
         self._files_known = False
@@ -195,6 +211,8 @@ class DenseEncoder:
             "document_prefix": self.document_prefix,
             "device": self.device,
             "tempscale": self.tempscale,
+            "representation": self.representation,
+            "ot_dims": self.ot_dims,
         }
 
     @property
@@ -202,8 +220,14 @@ class DenseEncoder:
         if self._model is None:
             # transformers draws "Loading weights" bars on every load; only show them when progress is on.
             with quiet_model_loading(not self.progress):
-                self._model = load_sentence_transformer(
-                    self.model_name, self.device, self.max_length, self.tempscale_tau
+                load = representation_loader(self.representation)
+                options = {
+                    key: getattr(self, key)
+                    for key in ENCODER_REPRESENTATIONS.get(self.representation or "", ())
+                    if getattr(self, key) is not None
+                }
+                self._model = load(
+                    self.model_name, self.device, self.max_length, self.tempscale_tau, **options
                 )
         return self._model
 
@@ -212,6 +236,12 @@ class DenseEncoder:
         """This encoder's :class:`EncoderFingerprint`; loads the model, hashes its files once."""
         model = self.model
         files = self._model_files()
+        sha256 = files.sha256 if files else ""
+        # A representation that reads files beside the model's (DupMAE's head) folds their hash in; a
+        # sentence-transformers model has none, so the fingerprint of every plain encoder stays as it was.
+        extra = getattr(model, "identity_sha256", "")
+        if sha256 and extra:
+            sha256 = hashlib.sha256(f"{sha256}\0{extra}".encode()).hexdigest()
         return EncoderFingerprint(
             name=self.model_name,
             dimension=int(model.get_embedding_dimension()),
@@ -219,7 +249,7 @@ class DenseEncoder:
             normalize=self.normalize,
             max_length=int(model.max_seq_length),
             tempscale_tau=self.tempscale_tau,
-            model_sha256=files.sha256 if files else "",
+            model_sha256=sha256,
             revision=files.revision if files else "",
             query_prefix=self.query_prefix,
             document_prefix=self.document_prefix,
@@ -289,7 +319,58 @@ def load_sentence_transformer(
     return model
 
 
+_Loader = TypeVar("_Loader", bound=Callable[..., Any])
+
+# Representations beside the model's own pooling (encoder.representation), by name, and the modules of
+# this package that register one (imported on the first lookup, as rag.stages imports its stages).
+_REPRESENTATIONS: dict[str, Callable[..., Any]] = {}
+BUILTIN_REPRESENTATION_MODULES = ("rag.encoders.dupmae",)
+
+
+def register_representation(name: str) -> Callable[[_Loader], _Loader]:
+    """Register ``loader(model, device, max_length, tempscale_tau, **options)`` as
+    ``encoder.representation: name`` (the name must be in :data:`rag.core.config.ENCODER_REPRESENTATIONS`,
+    with the settings it takes as ``options``, so configs are checked without importing the loader).
+
+    The loader returns what :class:`DenseEncoder` uses a SentenceTransformer for: ``encode(texts,
+    batch_size=, convert_to_numpy=, normalize_embeddings=, show_progress_bar=)``,
+    ``get_embedding_dimension()``, ``max_seq_length`` and ``tokenizer``; plus ``pooling_mode`` (the
+    fingerprint's ``pooling``, so an index refuses queries of another representation) and
+    ``identity_sha256`` (a hash of the files the vectors depend on beyond the model's, or ``""``).
+    It should cache what it loads, as :func:`load_sentence_transformer` does.
+    """
+
+    def register(loader: _Loader) -> _Loader:
+        _REPRESENTATIONS[name] = loader
+        return loader
+
+    return register
+
+
+def registered_representations() -> tuple[str, ...]:
+    """Names of the registered representations (the built-in modules imported first), sorted."""
+    for module in BUILTIN_REPRESENTATION_MODULES:
+        importlib.import_module(module)
+    return tuple(sorted(_REPRESENTATIONS))
+
+
+def representation_loader(name: str | None) -> Callable[..., Any]:
+    """The loader of representation ``name``; None: the model's own pooling (sentence-transformers)."""
+    if name is None:
+        return load_sentence_transformer
+    if name not in registered_representations():
+        raise ConfigError(
+            f"encoder.representation {name!r} is not registered; "
+            f"registered: {', '.join(registered_representations())}"
+        )
+    return _REPRESENTATIONS[name]
+
+
 def _pooling_mode(model: Any) -> str:
+    # A registered representation names its pooling itself (a SentenceTransformer has no such attribute).
+    own = getattr(model, "pooling_mode", None)
+    if isinstance(own, str):
+        return own
     for module in model:
         mode = getattr(module, "pooling_mode", None)
         if isinstance(mode, str):

@@ -16,7 +16,10 @@ under ``DIR/dupmae/``. This module adds the paper's second half of the represent
 Why not a sentence-transformers module: sentence-transformers 6 imports a ``modules.json`` class from
 outside its own namespace only with ``trust_remote_code=True``, even for a local folder. Keeping the
 saved model standard (CLS pooling) means no user has to pass that flag; the duplex vectors come from
-:class:`DuplexEncoder` instead.
+:class:`DuplexEncoder` instead. In a pipeline config, ``encoder: {model: DIR, representation: duplex}``
+(optionally ``ot_dims: N``) makes :class:`rag.encoders.dense.DenseEncoder` embed documents and queries
+with it: the representation is registered here (:func:`load_duplex_model`), and the index's fingerprint
+records ``pooling: duplex``, the ``hidden + ot_dims`` dimension and the head's hash.
 
 >>> import torch
 >>> reduce_ot(torch.tensor([[0.0, 3.0, 1.0, 5.0, 2.0]]), 2)  # buckets [0, 3, 1] and [5, 2]
@@ -28,6 +31,8 @@ Importing this module is light (torch loads on first use), so the trainer's sett
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.core.errors import ConfigError
 from rag.core.validation import positive_int
+from rag.encoders.dense import register_representation
 
 if TYPE_CHECKING:
     import numpy as np
@@ -90,7 +96,8 @@ class DuplexEncoder:
         if not head_file.is_file():
             raise ConfigError(
                 f"{folder} has no {HEAD_DIR}/head.safetensors: it is not a DupMAE checkpoint. "
-                "Train one with `rag train retromae --duplex`, or load the folder as a plain dense encoder"
+                "Train one with `rag train retromae --duplex`, or load the folder as a plain dense encoder "
+                "(without encoder.representation: duplex)"
             )
         self.model = SentenceTransformer(str(folder), device=device)
         backbone: Any = self.model[0].auto_model
@@ -151,10 +158,76 @@ def load_duplex(model_dir: str | Path, **kwargs: Any) -> DuplexEncoder:
     return DuplexEncoder(model_dir, **kwargs)
 
 
+class DuplexModel:
+    """A :class:`DuplexEncoder` as :class:`rag.encoders.dense.DenseEncoder` uses a SentenceTransformer.
+
+    ``pooling_mode`` and ``identity_sha256`` (the head's files) go into the encoder fingerprint.
+    """
+
+    pooling_mode = "duplex"
+
+    def __init__(self, encoder: DuplexEncoder, identity_sha256: str) -> None:
+        self.encoder = encoder
+        self.identity_sha256 = identity_sha256
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.encoder.model.tokenizer
+
+    @property
+    def max_seq_length(self) -> int:
+        length: Any = self.encoder.model.max_seq_length
+        return int(length)
+
+    def get_embedding_dimension(self) -> int:
+        return self.encoder.dimension
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        convert_to_numpy: bool = True,
+        normalize_embeddings: bool = True,
+        show_progress_bar: bool = False,
+    ) -> np.ndarray:
+        # Duplex vectors are unit vectors by construction (normalize_embeddings changes nothing); the
+        # callers that show progress (rag index) draw their own bar over batches of calls.
+        return self.encoder.encode(texts, batch_size)
+
+
+@register_representation("duplex")
+@functools.lru_cache(maxsize=2)
+def load_duplex_model(
+    name: str,
+    device: str = "cpu",
+    max_length: int | None = None,
+    tempscale_tau: float | None = None,
+    ot_dims: int | None = None,
+) -> DuplexModel:
+    """``encoder.representation: duplex``: the :class:`DuplexModel` of the DupMAE folder ``name``, loaded
+    once per process (the query encoder and the retriever checking its fingerprint share it)."""
+    from rag.core.models import resolve_model
+
+    folder = Path(resolve_model(name))
+    encoder = DuplexEncoder(folder, ot_dims=ot_dims, device=device)
+    if max_length is not None:
+        encoder.model.max_seq_length = max_length
+    if tempscale_tau is not None:
+        from rag.encoders.tempscale import apply_tempscale
+
+        apply_tempscale(encoder.model, tempscale_tau)  # folds into encoder.backbone, the same module
+    digest = hashlib.sha256()
+    for part in sorted(p for p in (folder / HEAD_DIR).iterdir() if p.is_file()):
+        digest.update(f"{part.name}\0{hashlib.sha256(part.read_bytes()).hexdigest()}\n".encode())
+    return DuplexModel(encoder, digest.hexdigest())
+
+
 __all__ = [
     "HEAD_DIR",
     "DuplexEncoder",
+    "DuplexModel",
     "load_duplex",
+    "load_duplex_model",
     "ordinary_token_mask",
     "ordinary_token_vector",
     "reduce_ot",

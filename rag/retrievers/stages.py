@@ -37,6 +37,8 @@ def _add_dense(draft: PipelineDraft, top_k: int) -> str:
             prefix=encoder["query_prefix"],
             device=encoder["device"],
             tempscale=encoder["tempscale"],
+            representation=encoder["representation"],
+            ot_dims=encoder["ot_dims"],
         ),
     )
     retriever = DenseRetriever(str(draft.index_dir / "dense"), top_k=top_k, encoder=encoder)
