@@ -62,18 +62,20 @@ def test_health_answers_during_a_long_query_and_slow_queries_time_out(tmp_path, 
         outcome: dict[str, Any] = {}
 
         def slow_query() -> None:
-            started = time.perf_counter()
+            outcome["started"] = time.perf_counter()
             outcome["response"] = httpx.post(f"{base}/query", json={"query": "moon"}, timeout=10)
-            outcome["seconds"] = time.perf_counter() - started
+            outcome["seconds"] = time.perf_counter() - outcome["started"]
 
         thread = threading.Thread(target=slow_query)
         thread.start()
         time.sleep(0.2)  # the query is now sleeping in its worker thread
-        started = time.perf_counter()
         health = httpx.get(f"{base}/health", timeout=5)
-        health_seconds = time.perf_counter() - started
+        health_done = time.perf_counter()
         thread.join()
-        assert health.status_code == 200 and health_seconds < 0.3, health_seconds
+        # Answered while the stage was still sleeping (1.5 s from the query's start): a blocked event
+        # loop would answer only after it. Relative to the query, so a loaded machine does not fail it.
+        assert health.status_code == 200
+        assert health_done - outcome["started"] < 1.4, health_done - outcome["started"]
         assert outcome["response"].status_code == 504, outcome["response"].text
         assert outcome["response"].json()["error"] == "Timeout"
         assert outcome["seconds"] < 1.4  # answered at the timeout, not when the stage finished
