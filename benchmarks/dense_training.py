@@ -280,6 +280,11 @@ def main() -> None:
                     for s in summaries
                 ],
             )
+            # Re-read before writing: another run may have added rows meanwhile (rows run in parallel).
+            results = {**load_results(), "machine": results["machine"], "cpus": results["cpus"]}
+            results.setdefault("settings", {}).update(
+                {k: dataclasses.asdict(v) for k, v in all_settings.items()}
+            )
             results["rows"][name] = row
             save_results(results)
             print(f"{name}: nDCG@10 {row['nDCG@10']:.4f}  R@100 {row['Recall@100']:.4f}")
