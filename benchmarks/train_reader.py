@@ -63,11 +63,12 @@ def training_questions(
 
 
 def encode(tokenizer: Any, messages: list[dict[str, str]], answer: str) -> dict[str, list[int]]:
-    """The prompt exactly as ``LocalLLM`` encodes it, then the answer and end of turn; loss on those."""
+    """The prompt exactly as ``LocalLLM`` encodes it, then the answer and the end of turn (SmolLM2's eos,
+    ``<|im_end|>``); loss on those."""
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     if isinstance(prompt, dict) or hasattr(prompt, "keys"):
         prompt = prompt["input_ids"]
-    target = tokenizer(answer + "<|im_end|>", add_special_tokens=False)["input_ids"]
+    target = tokenizer(answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
     return {"input_ids": list(prompt) + target, "labels": [-100] * len(prompt) + target}
 
 
