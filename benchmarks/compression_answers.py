@@ -323,7 +323,7 @@ def main() -> None:
     from rag.generation.local import LocalLLM, tokenizer_name
     from rag.generation.prompt import chat_prompt_builder
 
-    console = Console(width=150)
+    console = Console(width=200)
     started = time.perf_counter()
     cache = args.cache_dir / "compression_answers"
     cache.mkdir(parents=True, exist_ok=True)
@@ -480,6 +480,12 @@ def main() -> None:
     for entry in summary:
         for metric in ("em", "f1", "em_extracted", "f1_extracted", "survival", "survival_answered"):
             entry[f"{metric}_change_pt"] = round(100 * (entry[metric] - base[metric]), 2)
+        for metric in ("em", "f1", "em_extracted", "f1_extracted"):
+            entry[f"{metric}_change_ci95_pt"] = change_interval(
+                entry["_scores"][metric], base["_scores"][metric]
+            )
+    for entry in summary:
+        del entry["_scores"]
     report = {
         "benchmark": "compression_answers",
         "data": "SQuAD v1.1 dev",
@@ -575,7 +581,25 @@ def summarise(
         "prompt_tokens": round(mean(prompt), 1),
         "compress_seconds_per_question": round(mean(comp), 3),
         "generate_seconds_per_question": round(mean(gen), 3),
+        # per answered question, in sample order (the same questions in every row): for the intervals
+        "_scores": {"em": em, "f1": f1, "em_extracted": em_cut, "f1_extracted": f1_cut},
     }
+
+
+def change_interval(scores: list[float], reference: list[float]) -> list[float]:
+    """95% paired-bootstrap interval, in points, of the mean change from ``reference`` to ``scores``
+    (the same questions in the same order): how far a row's change could be noise."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    change = np.asarray(scores, dtype=float) - np.asarray(reference, dtype=float)
+    if len(change) < 2 or np.all(change == change[0]):
+        value = round(100 * float(change.mean()), 2) if len(change) else float("nan")
+        return [value, value]
+    interval = bootstrap(
+        (change,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile", random_state=0
+    ).confidence_interval
+    return [round(100 * float(interval.low), 2), round(100 * float(interval.high), 2)]
 
 
 def print_table(console: Console, rows: list[dict[str, Any]], answered: int) -> None:
@@ -591,12 +615,13 @@ def print_table(console: Console, rows: list[dict[str, Any]], answered: int) -> 
         "F1",
         "EM extracted",
         "F1 extracted",
-        "ΔF1 extr. pt",
+        "ΔF1 extr. pt [95% CI]",
         "s/q compress",
         "s/q generate",
     ):
         table.add_column(column, justify="left" if column == "compressor" else "right")
     for r in rows:
+        low, high = r["f1_extracted_change_ci95_pt"]
         table.add_row(
             r["compressor"],
             f"{r['ratio_target']:.2f}",
@@ -608,7 +633,7 @@ def print_table(console: Console, rows: list[dict[str, Any]], answered: int) -> 
             f"{100 * r['f1']:.1f}",
             f"{100 * r['em_extracted']:.1f}",
             f"{100 * r['f1_extracted']:.1f}",
-            f"{r['f1_extracted_change_pt']:+.1f}",
+            f"{r['f1_extracted_change_pt']:+.1f} [{low:+.1f}, {high:+.1f}]",
             f"{r['compress_seconds_per_question']:.2f}",
             f"{r['generate_seconds_per_question']:.2f}",
         )
