@@ -115,8 +115,14 @@ class Encodings:
         self.spent += seconds
         self.tokens += tokens
         self.log.append(
-            {"what": what, "tau": tau, "max_length": length, "texts": len(texts), "tokens": tokens,
-             "seconds": seconds}
+            {
+                "what": what,
+                "tau": tau,
+                "max_length": length,
+                "texts": len(texts),
+                "tokens": tokens,
+                "seconds": seconds,
+            }
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, vectors, allow_pickle=False)
@@ -351,8 +357,13 @@ def plot(rows: list[dict], out_dir: Path) -> list[Path]:
                 for label, group, key in groups:
                     group = sorted(group, key=lambda r: r["tau"])
                     if group:
-                        ax.plot([r["tau"] for r in group], [r[key] for r in group], style, marker="o",
-                                label=f"{label}, {length}")
+                        ax.plot(
+                            [r["tau"] for r in group],
+                            [r[key] for r in group],
+                            style,
+                            marker="o",
+                            label=f"{label}, {length}",
+                        )
             ax.set_title(f"{'SciFact' if dataset == 'scifact' else 'SQuAD length set'}: {title}")
             ax.set_xlabel("tau")
             ax.axvline(1.0, color="grey", lw=0.5)
@@ -371,9 +382,13 @@ def print_tables(rows: list[dict], console: Console) -> None:
         sci.add_column(col, justify="right")
     for r in sorted((r for r in rows if r["set"] == "scifact"), key=lambda r: (r["max_length"], r["tau"])):
         sci.add_row(
-            str(r["max_length"]), f"{r['tau']:.1f}", f"{r['nDCG@10']:.4f}", f"{r['Recall@100']:.4f}",
+            str(r["max_length"]),
+            f"{r['tau']:.1f}",
+            f"{r['nDCG@10']:.4f}",
+            f"{r['Recall@100']:.4f}",
             *(f"{r[f'nDCG@10 {t}']:.4f}" for t in THIRDS),
-            f"{r['collapse short']:.4f}", f"{r['collapse long']:.4f}",
+            f"{r['collapse short']:.4f}",
+            f"{r['collapse long']:.4f}",
         )
     console.print(sci)
     squad = Table(title="SQuAD length-controlled set: nDCG@10 (collapse) per paragraphs per document")
@@ -475,8 +490,13 @@ def main() -> None:
     for name, per_length in ours.items():
         for length, g in per_length.items():
             versus.add_row(
-                name, length, f"{g['best_tau']:.1f}", f"{g['tau_1']:.4f}", f"{g['best']:.4f}",
-                f"{g['gain_pt']:+.2f}", f"{g['gain_relative_%']:+.2f}%",
+                name,
+                length,
+                f"{g['best_tau']:.1f}",
+                f"{g['tau_1']:.4f}",
+                f"{g['best']:.4f}",
+                f"{g['gain_pt']:+.2f}",
+                f"{g['gain_relative_%']:+.2f}%",
             )
     for name, gain in PAPER.items():
         versus.add_row(f"paper: {name}", "", "", "", "", "", gain)

@@ -106,7 +106,5 @@ def build_length_set(
             for start in range(0, len(texts), k)
         }
         qrels = {qid: {f"{a}-{p - p % k}-{k}": 1} for qid, _, a, p in questions}
-        buckets.append(
-            LengthBucket(k, corpus, {qid: text for qid, text, _, _ in questions}, Qrels(qrels))
-        )
+        buckets.append(LengthBucket(k, corpus, {qid: text for qid, text, _, _ in questions}, Qrels(qrels)))
     return buckets

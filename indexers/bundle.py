@@ -61,7 +61,6 @@ class BundleNotFoundError(NotFoundError):
     (exit 2, HTTP 404: the caller named the wrong thing; a damaged bundle is an IndexCorruptError)."""
 
 
-
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 

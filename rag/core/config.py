@@ -473,7 +473,13 @@ class RagConfig(_Checked):
 
     # Sections left empty in YAML (``encoder:`` with nothing under it) are None: their defaults apply.
     SECTIONS: ClassVar[tuple[str, ...]] = (
-        "chunking", "encoder", "index", "bm25", "retrieval", "colbert", "stages"
+        "chunking",
+        "encoder",
+        "index",
+        "bm25",
+        "retrieval",
+        "colbert",
+        "stages",
     )
 
     @property

@@ -416,4 +416,3 @@ def _dequantized(model: Any) -> Any:
     if hasattr(model, "is_quantized"):
         model.is_quantized = False
     return model
-

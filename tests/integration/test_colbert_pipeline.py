@@ -55,6 +55,7 @@ def tiny_bert_builder() -> Any:
 @pytest.mark.integration
 def test_train_index_query_prf_add_delete(tmp_path: Path) -> None:
     from rag.training.colbert import ColBERTSettings, train_colbert
+
     base = tiny_bert_builder()(tmp_path / "bert")
     beir = write_beir(tmp_path / "beir")
     model = tmp_path / "colbert"

@@ -68,16 +68,24 @@ def test_exit_codes_are_distinct_where_they_are_not_user_errors() -> None:
     [
         ("index file x/ids.jsonl is missing.", f"index file x/ids.jsonl is missing. {HINT}"),
         ("index file x/ids.jsonl is missing", f"index file x/ids.jsonl is missing. {HINT}"),
-        ("x/manifest.json: format_version must be an integer, got 'a'  ", f"x/manifest.json: format_version "
-         f"must be an integer, got 'a'. {HINT}"),
+        (
+            "x/manifest.json: format_version must be an integer, got 'a'  ",
+            f"x/manifest.json: format_version must be an integer, got 'a'. {HINT}",
+        ),
         # Already says how to fix it: the message stays as it is.
         (f"index file x is missing. {HINT}", f"index file x is missing. {HINT}"),
-        ("bundle x is gone; build one with `rag index --config ...`", "bundle x is gone; build one with "
-         "`rag index --config ...`"),
-        ("bundle x was interrupted; the next `rag add` restores it", "bundle x was interrupted; the next "
-         "`rag add` restores it"),
-        ("format 9 is too new. Upgrade rag-pipelines, or rebuild", "format 9 is too new. Upgrade "
-         "rag-pipelines, or rebuild"),
+        (
+            "bundle x is gone; build one with `rag index --config ...`",
+            "bundle x is gone; build one with `rag index --config ...`",
+        ),
+        (
+            "bundle x was interrupted; the next `rag add` restores it",
+            "bundle x was interrupted; the next `rag add` restores it",
+        ),
+        (
+            "format 9 is too new. Upgrade rag-pipelines, or rebuild",
+            "format 9 is too new. Upgrade rag-pipelines, or rebuild",
+        ),
     ],
 )
 def test_index_corrupt_error_appends_its_hint_once(message: str, shown: str) -> None:
