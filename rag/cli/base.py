@@ -7,6 +7,7 @@ first, and import the pipeline code only once there is work to do.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -21,6 +22,10 @@ from rag.core.errors import RagError
 
 if TYPE_CHECKING:
     from rag.core.config import RagConfig
+
+# Before any command loads Haystack: a command line tool should not send usage telemetry from every
+# pipeline run (offline it would only retry in the background). Whoever wants it sets the variable.
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
 app = typer.Typer(
     help="Retrieval-augmented pipelines: build indexes, query them, evaluate retrieval.",

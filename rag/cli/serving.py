@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -61,9 +60,6 @@ def serve(
 
     Example: RAG_API_KEY=... rag serve --index runs/demo-index --port 8000
     """
-    # Before Haystack loads: a server should not send usage telemetry from every query (and offline it
-    # would only retry in the background); an operator who wants it sets the variable.
-    os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
     from rag.service.auth import load_api_keys
     from rag.service.settings import ServiceSettings, parse_index_arg
 

@@ -388,3 +388,22 @@ def test_eval_chunks_passes_the_recursive_preset_and_refuses_it_elsewhere(tmp_pa
         app, ["eval-chunks", "--dataset", str(tmp_path), "--chunker", "fixed", "--preset", "chroma"]
     )
     assert result.exit_code == 2 and "--preset apply to --chunker recursive only" in result.output
+
+
+def test_the_command_line_turns_haystack_telemetry_off_unless_the_user_set_it():
+    import os
+    import subprocess
+    import sys
+
+    show = "import os, rag.cli; print(os.environ['HAYSTACK_TELEMETRY_ENABLED'])"
+    env = {k: v for k, v in os.environ.items() if k != "HAYSTACK_TELEMETRY_ENABLED"}
+    unset = subprocess.run([sys.executable, "-c", show], env=env, capture_output=True, text=True, check=True)
+    assert unset.stdout.strip() == "False"
+    chosen = subprocess.run(
+        [sys.executable, "-c", show],
+        env={**env, "HAYSTACK_TELEMETRY_ENABLED": "True"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert chosen.stdout.strip() == "True"
