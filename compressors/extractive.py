@@ -4,7 +4,8 @@ Sentences (:func:`compressors.base.split_sentences`) of all the query's document
 cosine similarity of their embedding to the query's (the pipeline's encoder, queries with its query
 prefix, sentences with its document prefix). They are taken in that order while they fit the target;
 one that does not fit is skipped and smaller ones later in the ranking may still fit. Kept sentences stay
-in their original order, with their provenance (:mod:`compressors.base`).
+in their original order, with their provenance (:mod:`compressors.base`). Sentence embeddings are kept
+between calls (:mod:`compressors.vectors`), since the same chunks are retrieved for many queries.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from compressors.base import (
     pieces,
     split_sentences,
 )
+from compressors.vectors import VectorCache
 from rag.core.models import DEFAULT_DENSE_MODEL
 from rag.core.tokenizers import get_token_counter
 from rag.core.validation import positive_int
@@ -32,6 +34,8 @@ class ExtractiveCompressor(Compressor):
 
     :param model: sentence-transformers model (folder, package or hub id), the pipeline's encoder.
     :param query_prefix: / :param document_prefix: the encoder's prefixes (E5-style models need them).
+    :param cache_size: sentence embeddings kept between calls (by text; 0: none): retrieved chunks recur
+        across queries, and their sentences embed the same every time.
     """
 
     method = "extractive"
@@ -46,6 +50,7 @@ class ExtractiveCompressor(Compressor):
         document_prefix: str = "",
         batch_size: int = 64,
         device: str = "cpu",
+        cache_size: int = 50_000,
     ) -> None:
         self.model = model
         self.set_target(ratio, budget, tokenizer)
@@ -53,6 +58,8 @@ class ExtractiveCompressor(Compressor):
         self.document_prefix = document_prefix
         self.batch_size = positive_int(batch_size, "batch_size")
         self.device = device
+        self._vectors = VectorCache(cache_size)
+        self.cache_size = self._vectors.size
         self._encoder = DenseEncoder(
             model=model,
             batch_size=batch_size,
@@ -74,9 +81,8 @@ class ExtractiveCompressor(Compressor):
         texts = [(documents[i].content or "")[sentences[i][k].start : sentences[i][k].end] for i, k in flat]
         kept = [[False] * len(units) for units in sentences]
         if flat:
-            vectors = self._encoder.encode_documents(texts)
+            vectors = self._vectors.unit_vectors(self._encoder, texts)
             query_vector = self._encoder.encode_queries([query])[0]
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
             query_vector /= max(float(np.linalg.norm(query_vector)), 1e-12)
             similarity = vectors @ query_vector
             used = 0

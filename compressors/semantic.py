@@ -51,7 +51,6 @@ with ``protect_in_sentence``: last in their sentence).
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,10 +64,11 @@ from compressors.base import (
     pieces,
     split_words,
 )
+from compressors.vectors import VectorCache
 from compressors.words import WordDrop, compress_words
 from rag.core.errors import ConfigError
 from rag.core.models import DEFAULT_DENSE_MODEL
-from rag.core.validation import non_negative_int, positive_int
+from rag.core.validation import positive_int
 from rag.encoders.dense import DenseEncoder
 
 MODES = ("greedy", "iterative")
@@ -176,13 +176,11 @@ class SemanticCompressor(Compressor):
         self.window = positive_int(window, "window")
         self.batch_size = batch_size
         self.device = device
-        self.cache_size = non_negative_int(cache_size, "cache_size")
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._vectors = VectorCache(cache_size)
+        self.cache_size = self._vectors.size
         # Built here so that bad encoder settings fail at construction; the model loads in warm_up.
         self._encoder = DenseEncoder(model=model, batch_size=batch_size, device=device)
         self._stop = english_stopwords()
-        #: encode calls made (tests check that deletions are scored in batches, not per word)
-        self.encode_calls = 0
 
     def warm_up(self) -> None:
         _ = self._encoder.model
@@ -299,24 +297,13 @@ class SemanticCompressor(Compressor):
         return scores
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        """Unit vectors of ``texts``: the ones not in the cache in one encode call, then cached.
-        Cached by text, since the same chunks come back for many queries (and at several ratios)."""
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            self.encode_calls += 1
-            fresh = self._encoder.encode_documents(missing)
-            fresh /= np.maximum(np.linalg.norm(fresh, axis=1, keepdims=True), 1e-12)
-            found = dict(zip(missing, fresh, strict=True))
-        else:
-            found = {}
-        vectors = np.stack([found[t] if t in found else self._cache[t] for t in texts])
-        if self.cache_size:
-            for text in texts:
-                self._cache[text] = found[text] if text in found else self._cache[text]
-                self._cache.move_to_end(text)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return vectors
+        """Unit vectors of ``texts``, the ones not cached in one encode call (:mod:`compressors.vectors`)."""
+        return self._vectors.unit_vectors(self._encoder, texts)
+
+    @property
+    def encode_calls(self) -> int:
+        """Encode calls made (tests check that deletions are scored in batches, not per word)."""
+        return self._vectors.encode_calls
 
     # --- dropping ------------------------------------------------------------------------------------
 

@@ -154,6 +154,29 @@ def test_extractive_provenance_and_order() -> None:
     assert starts == sorted(starts) and len(starts) >= 2  # kept sentences in their original order
 
 
+def test_extractive_embeds_a_sentence_once_across_calls_and_a_cache_of_zero_every_time() -> None:
+    documents = chunks_of(TEXT, [90])
+    encoder = KeywordEncoder()
+    compressor = with_fake(ExtractiveCompressor(ratio=0.5), encoder)
+    first = compressor.run(documents, "headache aspirin")["documents"]
+    sentences = encoder.calls[0]  # the sentences embedded by the first call, the query after them
+    again = compressor.run(documents, "headache aspirin", ratio=0.35)["documents"]
+    other = compressor.run(documents, "aspirin", ratio=0.5)["documents"]
+    assert encoder.calls[0] == sentences and all(n == 1 for n in encoder.calls[1:])  # queries only
+    assert [d.content for d in first] == [
+        d.content
+        for d in with_fake(ExtractiveCompressor(ratio=0.5)).run(documents, "headache aspirin")["documents"]
+    ]
+    assert sum(len(d.content) for d in again) < sum(len(d.content) for d in first) and other
+    uncached = KeywordEncoder()
+    plain = with_fake(ExtractiveCompressor(ratio=0.5, cache_size=0), uncached)
+    plain.run(documents, "headache aspirin")
+    plain.run(documents, "headache aspirin")
+    assert uncached.calls == [sentences, 1, sentences, 1]
+    with pytest.raises(ConfigError, match="cache_size"):
+        ExtractiveCompressor(cache_size=-1)
+
+
 # --- the target and accounting --------------------------------------------------------------------------
 
 
