@@ -66,7 +66,7 @@ def encode(tokenizer: Any, messages: list[dict[str, str]], answer: str) -> dict[
     """The prompt exactly as ``LocalLLM`` encodes it, then the answer and the end of turn (SmolLM2's eos,
     ``<|im_end|>``); loss on those."""
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    if isinstance(prompt, dict) or hasattr(prompt, "keys"):
+    if hasattr(prompt, "keys"):  # transformers 5 returns a BatchEncoding here
         prompt = prompt["input_ids"]
     target = tokenizer(answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
     return {"input_ids": list(prompt) + target, "labels": [-100] * len(prompt) + target}
@@ -105,8 +105,9 @@ def main() -> None:
     paragraphs, questions = benchmark.load_squad(args.data)
     pool, contexts, read = training_questions(paragraphs, questions, cache, args.distractors)
 
-    base = LocalLLM()  # the product's default: converts the GGUF once, then loads the folder
-    model, tokenizer = base._model()
+    # The product's default converts the GGUF once into a folder; train a private copy loaded from it,
+    # since LocalLLM's loaded model is shared by the whole process (and in eval mode).
+    model, tokenizer = LocalLLM()._model()
     model = AutoModelForCausalLM.from_pretrained(model.name_or_path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
     builder = chat_prompt_builder(system=benchmark.SYSTEM, user=benchmark.USER)

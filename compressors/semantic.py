@@ -300,11 +300,6 @@ class SemanticCompressor(Compressor):
         """Unit vectors of ``texts``, the ones not cached in one encode call (:mod:`compressors.vectors`)."""
         return self._vectors.unit_vectors(self._encoder, texts)
 
-    @property
-    def encode_calls(self) -> int:
-        """Encode calls made (tests check that deletions are scored in batches, not per word)."""
-        return self._vectors.encode_calls
-
     # --- dropping ------------------------------------------------------------------------------------
 
     def _drop(self, docs: list[DocUnits], query: str, target: int, helper: WordDrop) -> None:

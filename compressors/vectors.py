@@ -25,18 +25,12 @@ class VectorCache:
     def __init__(self, size: int = 50_000) -> None:
         self.size = non_negative_int(size, "cache_size")
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        #: encode calls made (tests check that texts are encoded in batches, and cached texts not again)
-        self.encode_calls = 0
-
-    def __len__(self) -> int:
-        return len(self._vectors)
 
     def unit_vectors(self, encoder: Any, texts: list[str]) -> np.ndarray:
         """``len(texts)`` unit vectors, in order, from ``encoder.encode_documents`` or the cache."""
         missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
         found: dict[str, np.ndarray] = {}
         if missing:
-            self.encode_calls += 1
             fresh = encoder.encode_documents(missing)
             fresh /= np.maximum(np.linalg.norm(fresh, axis=1, keepdims=True), 1e-12)
             found = dict(zip(missing, fresh, strict=True))
